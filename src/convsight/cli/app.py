@@ -1,0 +1,88 @@
+"""The ``convsight`` command: a typer app with one sub-app per capability.
+
+Heavy imports (torch, OpenCV) happen inside commands so ``convsight --help`` stays fast. Any
+:class:`~convsight.errors.ConvsightError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import typer
+
+from convsight.cli import data, detect, groups
+from convsight.cli.common import JsonOption, print_json
+
+app = typer.Typer(
+    name="convsight",
+    help="Object detection, faces and style transfer with ConvNets: offline, measured.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(detect.app, name="detect")
+for _name, _sub in groups.PLANNED.items():
+    app.add_typer(_sub, name=_name)
+
+
+@app.command()
+def version(as_json: bool = JsonOption) -> None:
+    """Print the versions of convsight, torch and torchvision."""
+    import platform
+
+    import torch
+    import torchvision
+
+    from convsight import __version__
+
+    info = {
+        "convsight": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if as_json:
+        print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("runs/demo", "--out", "-o", help="Output folder for the report."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Run the offline demo on bundled inputs and write a report."""
+    from convsight.demo import run_demo
+
+    run_demo(out, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    from convsight.errors import ConvsightError, ConvsightWarning
+
+    def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        prefix = "warning" if issubclass(category, ConvsightWarning) else category.__name__
+        print(f"convsight: {prefix}: {message}", file=sys.stderr)
+
+    warnings.showwarning = _show_warning
+    try:
+        app(args=argv, prog_name="convsight", standalone_mode=True)
+    except ConvsightError as e:
+        print(f"convsight: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("convsight: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
