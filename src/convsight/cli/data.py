@@ -1,7 +1,157 @@
-"""``convsight data``: synthetic scenes and dataset conversion."""
+"""``convsight data``: synthetic scenes, dataset conversion, summaries and previews."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+
 import typer
 
+from convsight.cli.common import JsonOption, info, out_console, print_json
+
 app = typer.Typer(help="Datasets: generate synthetic scenes, convert between COCO / VOC / YOLO.", no_args_is_help=True)
+
+
+class Fmt(str, Enum):
+    coco = "coco"
+    voc = "voc"
+    yolo = "yolo"
+
+
+class Mode(str, Enum):
+    scenes = "scenes"
+    single = "single"
+    crops = "crops"
+
+
+def progress_bar(total: int, description: str):  # type: ignore[no-untyped-def]
+    """A rich progress bar on stderr; returns (context manager, advance callback)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from convsight.cli.common import err_console
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err_console, transient=True)
+    task = bar.add_task(description, total=total)
+    return bar, lambda: bar.advance(task)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Output folder (created; must be empty unless --overwrite)."),
+    n: int = typer.Option(200, "--n", min=1, help="Number of scenes (in crops mode: scenes to cut crops from)."),
+    fmt: Fmt = typer.Option(Fmt.coco, "--format", help="Annotation format to write."),
+    mode: Mode = typer.Option(Mode.scenes, help="scenes: 0..N objects; single: one object (localization); crops: class folders of patches."),
+    size: int = typer.Option(320, min=32, help="Image side in pixels (square)."),
+    max_objects: int = typer.Option(6, min=0, help="Most objects per scene."),
+    min_objects: int = typer.Option(0, min=0, help="Fewest objects per scene."),
+    background: str = typer.Option("mixed", help="mixed, plain, gradient, texture or photo."),
+    crop_size: int = typer.Option(64, min=8, help="Crops mode: side of each patch."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same images."),
+    ext: str = typer.Option("jpg", help="Image file type: jpg or png."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Generate synthetic shape scenes with boxes (offline training/test data for the detectors)."""
+    from convsight.errors import ConfigError
+    from convsight.io.synth_writer import write_crops, write_synthetic
+    from convsight.io.synthetic import SynthConfig
+
+    if ext not in ("jpg", "png"):
+        raise ConfigError(f"--ext must be jpg or png, got {ext!r}")
+    cfg = SynthConfig(image_size=(size, size), min_objects=min_objects, max_objects=max_objects,
+                      background=background, single_object=mode is Mode.single)
+    bar, advance = progress_bar(n, f"synth {mode.value}")
+    with bar:
+        if mode is Mode.crops:
+            counts = write_crops(out, n, cfg, seed=seed, crop_size=crop_size, overwrite=overwrite, progress=advance)
+            result = {"out": str(out), "mode": mode.value, "crops": counts, "total": sum(counts.values())}
+        else:
+            ds = write_synthetic(out, n, cfg, seed=seed, fmt=fmt.value, ext=ext, overwrite=overwrite, progress=advance)
+            result = {"out": str(out), "mode": mode.value, "format": fmt.value, "images": len(ds), "boxes": ds.num_boxes,
+                      "classes": list(ds.class_names)}
+    if as_json:
+        print_json(result)
+    else:
+        what = f"{result['total']} crops" if mode is Mode.crops else f"{result['images']} images, {result['boxes']} boxes"
+        info(f"wrote {what} to {out}")
+
+
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
+    dst: Path = typer.Argument(..., help="New folder to write."),
+    to: Fmt = typer.Option(..., "--to", help="Target format."),
+    src_format: Fmt | None = typer.Option(None, "--from", help="Source format (detected when omitted)."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Convert a dataset between COCO, Pascal VOC and YOLO txt (images are copied or hard-linked)."""
+    from convsight.io.formats import convert_dataset
+
+    ds = convert_dataset(src, dst, to.value, src_format.value if src_format else None, overwrite=overwrite)
+    if as_json:
+        print_json({"out": str(dst), "format": to.value, "images": len(ds), "boxes": ds.num_boxes})
+    else:
+        info(f"wrote {len(ds)} images, {ds.num_boxes} boxes to {dst} ({to.value})")
+
+
+@app.command("info")
+def info_cmd(
+    path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
+    fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Summarise a dataset: images, boxes per class, empty images, box sizes."""
+    import torch
+
+    from convsight.io.formats import detect_format, read_dataset
+
+    f = fmt.value if fmt else detect_format(path)
+    ds = read_dataset(path, f)
+    labels = torch.cat([im.labels for im in ds.images]) if len(ds) else torch.zeros(0, dtype=torch.int64)
+    boxes = torch.cat([im.boxes for im in ds.images]) if len(ds) else torch.zeros(0, 4)
+    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
+    per_class = {name: int((labels == k).sum()) for k, name in enumerate(ds.class_names)}
+    summary = {
+        "path": str(path), "format": f, "images": len(ds), "boxes": ds.num_boxes,
+        "images_without_boxes": sum(1 for im in ds.images if len(im) == 0), "per_class": per_class,
+        "box_side_px": {"min": float(side.min()) if len(side) else None, "median": float(side.median()) if len(side) else None,
+                        "max": float(side.max()) if len(side) else None},
+        "small_boxes_lt_32px": int((side < 32).sum()),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{path} ({f})")
+    t.add_column("class")
+    t.add_column("boxes", justify="right")
+    for name, c in per_class.items():
+        t.add_row(name, str(c))
+    out_console.print(t)
+    out_console.print(f"{summary['images']} images ({summary['images_without_boxes']} without boxes), "
+                      f"{summary['boxes']} boxes, {summary['small_boxes_lt_32px']} smaller than 32 px")
+
+
+@app.command()
+def preview(
+    path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
+    count: int = typer.Option(12, min=1, help="How many images to show."),
+    fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+) -> None:
+    """Draw the boxes of the first COUNT images into one contact-sheet PNG."""
+    from convsight.io.formats import read_dataset
+    from convsight.io.images import load_image, save_image
+    from convsight.viz import contact_sheet, draw_boxes
+
+    ds = read_dataset(path, fmt.value if fmt else None)
+    tiles = [draw_boxes(load_image(im.path), im.boxes, im.labels, ds.class_names) for im in ds.images[:count]]
+    if not tiles:
+        from convsight.errors import DatasetError
+
+        raise DatasetError(f"{path}: no images to preview")
+    save_image(contact_sheet(tiles, columns=4), out)
+    info(f"wrote {out}")

@@ -69,3 +69,22 @@ class DetectorOutput:
         if not self.losses:
             raise ValueError("no targets were given, so there is no loss")
         return torch.stack([v for v in self.losses.values()]).sum()
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """Ground truth for one image as the detectors consume it.
+
+    boxes: ``(G, 4)`` float xyxy absolute pixels (in the coordinates of the tensor fed to the model);
+    labels: ``(G,)`` int64 class indices; image_id: position in the data set (for evaluation).
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    image_id: int = -1
+
+    def __post_init__(self) -> None:
+        _check_boxes(self.boxes, self.labels.shape[0], "Target")
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
