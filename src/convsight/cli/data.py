@@ -155,3 +155,43 @@ def preview(
         raise DatasetError(f"{path}: no images to preview")
     save_image(contact_sheet(tiles, columns=4), out)
     info(f"wrote {out}")
+
+
+@app.command()
+def verify(
+    paths: list[Path] = typer.Argument(..., help="Image files, image folders, or dataset folders / COCO .json."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Decode every image (and check every annotation) and report the broken ones; exit 2 if any."""
+    from convsight.errors import ImageError
+    from convsight.io.formats import read_dataset
+    from convsight.io.images import list_images, load_image
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_file() and p.suffix.lower() != ".json":
+            files.append(p)
+        elif p.is_dir() and not any((p / m).exists() for m in ("annotations.json", "Annotations", "labels")):
+            files += list_images(p)
+        else:
+            files += [im.path for im in read_dataset(p).images]  # raises DatasetError on bad annotations
+    bad: list[str] = []
+    bar, advance = progress_bar(len(files), "verify")
+    with bar:
+        for f in files:
+            try:
+                load_image(f)
+            except ImageError as e:
+                bad.append(str(e))
+            advance()
+    if as_json:
+        print_json({"checked": len(files), "broken": bad})
+    if bad and not as_json:
+        if len(bad) == 1:
+            raise ImageError(bad[0])
+        for line in bad:
+            info(f"convsight: error: {line}")
+    if bad:
+        raise typer.Exit(2)
+    if not as_json:
+        info(f"{len(files)} images OK")
