@@ -15,6 +15,19 @@ from typing import Any
 from convsight.errors import ConfigError, InputFileError
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(tmp: Path, dest: Path, base: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give results the mode a plain ``open`` or
+    ``mkdir`` would (or the replaced file's), so other users and web servers can read them as usual."""
+    mode = dest.stat().st_mode & 0o7777 if dest.exists() else base & ~_umask()
+    os.chmod(tmp, mode)
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success it replaces ``dest``, on error it is removed.
@@ -29,6 +42,8 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            _usual_mode(tmp, dest, 0o666)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -65,6 +80,7 @@ def atomic_dir(dest: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        _usual_mode(tmp, dest, 0o777)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             shutil.rmtree(old, ignore_errors=True)
