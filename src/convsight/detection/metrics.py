@@ -82,13 +82,8 @@ def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _last_argmax(values: np.ndarray) -> int:
-    # COCOeval replaces its candidate on equal IoU, so among ties the last ground truth wins.
-    return len(values) - 1 - int(np.argmax(values[::-1]))
-
-
 def _match_coco(ious: np.ndarray, gt_ignore: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval's greedy matching for one image and class.
+    """COCOeval's greedy matching for one image and class, all IoU thresholds at once.
 
     ious: ``(D, G)`` with detections sorted by score; gt_ignore: ``(G,)``.
     Returns ``matched (T, D)`` and ``ignored (T, D)`` (matched to an ignored ground truth).
@@ -96,18 +91,24 @@ def _match_coco(ious: np.ndarray, gt_ignore: np.ndarray, thresholds: np.ndarray)
     T, (D, G) = len(thresholds), ious.shape
     matched = np.zeros((T, D), bool)
     ignored = np.zeros((T, D), bool)
-    for t, thr in enumerate(thresholds):
-        thr = min(thr, 1 - 1e-10)
-        gt_taken = np.zeros(G, bool)
-        for d in range(D):
-            ok = (ious[d] >= thr) & ~gt_taken
-            # Prefer real ground truth; an ignored one only when no real one qualifies.
-            for pool in (ok & ~gt_ignore, ok & gt_ignore):
-                if pool.any():
-                    m = _last_argmax(np.where(pool, ious[d], -1.0))
-                    gt_taken[m] = matched[t, d] = True
-                    ignored[t, d] = gt_ignore[m]
-                    break
+    if D == 0 or G == 0:
+        return matched, ignored
+    thr = np.minimum(thresholds, 1 - 1e-10)[:, None]  # (T, 1)
+    gt_taken = np.zeros((T, G), bool)  # each threshold runs its own greedy pass
+    rows = np.arange(T)
+    for d in range(D):
+        ok = (ious[d] >= thr) & ~gt_taken  # (T, G)
+        if not ok.any():
+            continue
+        # Prefer real ground truth; an ignored one only when no real one qualifies.
+        real = ok & ~gt_ignore
+        pool = np.where(real.any(1, keepdims=True), real, ok & gt_ignore)
+        hit = pool.any(1)
+        # COCOeval replaces its candidate on equal IoU, so among ties the last ground truth wins.
+        m = G - 1 - np.argmax(np.where(pool, ious[d], -1.0)[:, ::-1], axis=1)  # (T,)
+        gt_taken[rows[hit], m[hit]] = True
+        matched[hit, d] = True
+        ignored[hit, d] = gt_ignore[m[hit]]
     return matched, ignored
 
 
