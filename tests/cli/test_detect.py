@@ -49,3 +49,22 @@ def test_errors_are_one_line_exit_2(cli, files, preds, message):
     r = cli("detect", "score", root / "gt.json", p)
     assert r.code == 2 and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_pretrain_cli_writes_backbone_and_json(cli, tmp_path):
+    from convsight.io.synth_writer import write_crops
+    from convsight.io.synthetic import SynthConfig
+
+    write_crops(tmp_path / "crops", 12, SynthConfig(image_size=(96, 96), min_size=10, min_objects=1), seed=0, crop_size=24)
+    r = cli("detect", "pretrain", tmp_path / "crops", "--out", tmp_path / "run", "--epochs", "1",
+            "--image-size", "24", "--batch-size", "16", "--json")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["epochs"] == 1 and doc["classes"][-1] == "background"
+    assert 0.0 <= doc["val_accuracy"] <= 1.0
+    assert (tmp_path / "run" / "backbone.safetensors").is_file()
+
+
+def test_pretrain_cli_missing_folder_is_one_line(cli, tmp_path):
+    r = cli("detect", "pretrain", tmp_path / "nope", "--out", tmp_path / "run")
+    assert r.code == 2 and r.stderr.count("\n") == 1 and "crops folder not found" in r.stderr and "nope" in r.stderr

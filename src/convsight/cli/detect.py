@@ -55,3 +55,32 @@ def score(
         print_metrics(metrics, f"{preds.name} vs {gt.name} ({len(ds)} images)")
     if plot is not None:
         info(f"wrote {plot}")
+
+
+@app.command()
+def pretrain(
+    crops: Path = typer.Argument(..., help="Class-folder crops (e.g. from `convsight data synth --mode crops`)."),
+    out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o", help="Run folder (checkpoints, metrics, backbone.safetensors)."),
+    backbone: str = typer.Option("tiny", help="Backbone to pretrain (tiny, mobilenet_v2, resnet18, ...)."),
+    weights: str | None = typer.Option(None, help="Initial weights: imagenet, a .safetensors file, or none."),
+    epochs: int = typer.Option(10, min=1),
+    batch_size: int = typer.Option(32, min=1),
+    lr: float = typer.Option(3e-3),
+    image_size: int = typer.Option(64, min=16, help="Crops are resized to this square size."),
+    label_smoothing: float = typer.Option(0.1, min=0.0, max=1.0),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Pretrain a backbone as a classifier on crops (YOLO's first stage); keeps backbone weights only."""
+    from convsight.backbones.pretrain import PretrainConfig, pretrain_backbone
+
+    cfg = PretrainConfig(backbone=backbone, weights=weights, image_size=image_size, epochs=epochs, batch_size=batch_size,
+                         lr=lr, label_smoothing=label_smoothing, seed=seed)
+    r = pretrain_backbone(crops, out, cfg, resume=resume)
+    doc = {"weights": str(r.weights), "val_accuracy": r.val_accuracy, "epochs": r.epochs, "classes": list(r.class_names),
+           "loss_curve": str(r.loss_curve)}
+    if as_json:
+        print_json(doc)
+    else:
+        info(f"best validation accuracy {r.val_accuracy:.3f}; backbone weights: {r.weights}")
