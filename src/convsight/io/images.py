@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,20 +59,35 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(width, height)`` from the file header without decoding pixels (after EXIF rotation)."""
     path = Path(path)
+    with _opened(path, "cannot read image header") as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+@contextmanager
+def _opened(path: Path, failure: str) -> Iterator[Image.Image]:
+    """``Image.open`` with every way a file can be bad turned into one :class:`ImageError` naming it;
+    ``failure`` words the generic case (OSError and friends) for the caller's stage."""
     _check_file(path)
     try:
         with warnings.catch_warnings():
+            # Our own limit (load_image) replaces PIL's global one, which we do not touch.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                w, h = im.size
-                orientation = im.getexif().get(0x0112, 1)
-    except Image.DecompressionBombError as e:
+                yield im
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:  # PIL refuses before we can read the size ourselves
         raise ImageError(f"{path}: image is too large to open, decompression-bomb guard ({e})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (or an unsupported format)") from None
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read image header ({e})") from None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    except (OSError, SyntaxError, ValueError) as e:
+        # PIL reports truncation as OSError("image file is truncated ...") and some corrupt headers as
+        # SyntaxError / ValueError.
+        raise ImageError(f"{path}: {failure} ({e})") from None
+    except Image.DecompressionBombWarning:  # pragma: no cover - only if a caller turned warnings into errors
+        raise ImageError(f"{path}: image is too large (decompression-bomb guard)") from None
 
 
 def _check_file(path: Path) -> None:
@@ -90,35 +107,17 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
     """
     path = Path(path)
     limit = max_pixels if max_pixels is not None else max_pixels_default()
-    _check_file(path)
-    try:
-        with warnings.catch_warnings():
-            # Our own limit below replaces PIL's global one (which we do not touch).
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > limit:
-                    raise ImageError(
-                        f"{path}: {w}x{h} = {w * h / 1e6:.0f} megapixels exceeds the limit of "
-                        f"{limit / 1e6:.0f} megapixels (decompression-bomb guard; set CONVSIGHT_MAX_PIXELS "
-                        "to allow larger images)"
-                    )
-                im.load()  # decode now, inside the try: truncated data fails here
-                im = ImageOps.exif_transpose(im) or im
-                rgb = _to_rgb(im)
-                arr = np.asarray(rgb, dtype=np.uint8).copy()
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as e:  # PIL refuses before we can read the size ourselves
-        raise ImageError(f"{path}: image is too large to open, decompression-bomb guard ({e})") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        # PIL reports truncation as OSError("image file is truncated ...") and some corrupt headers as
-        # SyntaxError / ValueError.
-        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
-    except Image.DecompressionBombWarning:  # pragma: no cover - only if a caller turned warnings into errors
-        raise ImageError(f"{path}: image is too large (decompression-bomb guard)") from None
+    with _opened(path, "truncated or corrupt image") as im:
+        w, h = im.size
+        if w * h > limit:
+            raise ImageError(
+                f"{path}: {w}x{h} = {w * h / 1e6:.0f} megapixels exceeds the limit of "
+                f"{limit / 1e6:.0f} megapixels (decompression-bomb guard; set CONVSIGHT_MAX_PIXELS "
+                "to allow larger images)"
+            )
+        im.load()  # decode now, inside the guard: truncated data fails here
+        im = ImageOps.exif_transpose(im) or im
+        arr = np.asarray(_to_rgb(im), dtype=np.uint8).copy()
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageError(f"{path}: could not convert to RGB (got shape {arr.shape})")
     return arr
