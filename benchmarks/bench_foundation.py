@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     reps = 2 if args.quick else 5
-    rows = [bench_evaluator(100 if args.quick else 1000, 1 if args.quick else 3), bench_nms(reps), bench_load(reps), bench_iou(reps)]
+    rows = [bench_evaluator(100 if args.quick else 1000, 1 if args.quick else 3), bench_nms(reps), bench_load(3 * reps), bench_iou(reps)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of repeats after a warm-up\n")
     w = max(len(r[0]) for r in rows)
     print(f"{'task':<{w}}  {'convsight':>10}  {'reference':>10}  {'ratio':>6}  reference")

@@ -117,7 +117,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
             )
         im.load()  # decode now, inside the guard: truncated data fails here
         im = ImageOps.exif_transpose(im) or im
-        arr = np.asarray(_to_rgb(im), dtype=np.uint8).copy()
+        arr = np.array(_to_rgb(im), dtype=np.uint8)  # one writable copy
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageError(f"{path}: could not convert to RGB (got shape {arr.shape})")
     return arr
