@@ -84,3 +84,180 @@ def pretrain(
         print_json(doc)
     else:
         info(f"best validation accuracy {r.val_accuracy:.3f}; backbone weights: {r.weights}")
+
+
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    """``--set key=value`` pairs; values parse as JSON when they can (numbers, lists, booleans)."""
+    import json
+
+    from convsight.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _arch_help() -> str:
+    return "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
+
+
+ARCH_ALIASES = {"localize": "localization", "sliding": "sliding_window", "fast-rcnn": "fast_rcnn", "faster-rcnn": "faster_rcnn"}
+
+
+@app.command()
+def train(
+    arch: str = typer.Option(..., "--arch", help=f"Architecture: {_arch_help()}"),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (COCO/VOC/YOLO; with train/ and val/ or split here)."),
+    val: Path | None = typer.Option(None, "--val", help="Separate validation dataset folder."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default runs/detect/ARCH)."),
+    epochs: int = typer.Option(20, min=1),
+    batch_size: int = typer.Option(8, min=1),
+    lr: float = typer.Option(1e-3),
+    optimizer: str = typer.Option("adamw", help="adamw or sgd."),
+    image_size: int | None = typer.Option(None, min=32, help="Square input side (default: the architecture's)."),
+    backbone: str | None = typer.Option(None, help="Backbone name (default: the architecture's)."),
+    backbone_weights: str | None = typer.Option(None, help="imagenet, a .safetensors file (e.g. from detect pretrain), or none."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the heads only (transfer learning)."),
+    sets: list[str] = typer.Option([], "--set", help="Any config option as key=value (repeatable), e.g. --set grid=7."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Train a detector; keeps the best epoch (validation mAP@0.5) as OUT/detector.safetensors."""
+    from convsight.detection import engine
+    from convsight.training import TrainConfig
+
+    name = ARCH_ALIASES.get(arch, arch)
+    overrides = _overrides(sets)
+    for key, value in (("backbone", backbone), ("backbone_weights", backbone_weights)):
+        if value is not None:
+            overrides[key] = None if value == "none" else value
+    if image_size is not None:
+        overrides["image_size"] = [image_size, image_size]
+    if freeze_backbone:
+        overrides["freeze_backbone"] = True
+    engine.config_with(name, overrides)  # a wrong architecture or option fails before any data is read
+    train_set, val_set = engine.load_splits(data, val, seed=seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=1e-4,
+                      warmup_epochs=min(1, epochs - 1), device=device, seed=seed)
+    info(f"{name}: {len(train_set)} training and {len(val_set)} validation images, {len(train_set.class_names)} classes")
+    r = engine.train(name, train_set, val_set, out or Path("runs/detect") / name, cfg, overrides, resume=resume)
+    m = r.evaluation.metrics
+    if as_json:
+        print_json({"weights": str(r.weights), "epochs": len(r.result.history), "val": m.to_dict(),
+                    "val_loss": r.evaluation.val_loss, "ms_per_image": r.evaluation.ms_per_image})
+    else:
+        print_metrics(m, f"{name}: best epoch on {len(val_set)} validation images")
+        info(f"weights: {r.weights}")
+
+
+def _load_model(weights: Path | None, arch: str | None, device: str):  # type: ignore[no-untyped-def]
+    from convsight.detection.outputs import shipped_detector, shipped_detectors
+    from convsight.detection.serialize import load_detector
+    from convsight.errors import ConfigError
+    from convsight.training.distributed import resolve_device
+
+    if weights is None:
+        name = ARCH_ALIASES.get(arch or "yolo", arch or "yolo")
+        weights = shipped_detector(name)
+        if weights is None:
+            have = ", ".join(shipped_detectors()) or "none yet"
+            raise ConfigError(f"no shipped weights for {name!r} (shipped: {have}); pass --weights FILE from `convsight detect train`")
+    model, names = load_detector(weights)
+    return model.to(resolve_device(device)), names, weights
+
+
+@app.command(name="eval")
+def eval_(
+    data: Path = typer.Argument(..., help="Dataset folder (COCO/VOC/YOLO) or COCO .json."),
+    weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
+    arch: str | None = typer.Option(None, help="Which shipped detector when --weights is not given (default yolo)."),
+    conf: float | None = typer.Option(None, "--conf", help="Score threshold (default: the model's)."),
+    iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
+    batch_size: int = typer.Option(8, min=1),
+    device: str = typer.Option("auto"),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write precision-recall curves to this PNG."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Evaluate a detector on a dataset: COCO mAP@[.5:.95], mAP@0.5, VOC mAP@0.5, per class, speed."""
+    from rich.progress import Progress
+
+    from convsight.cli.common import err_console
+    from convsight.detection import engine
+    from convsight.errors import DatasetError
+    from convsight.io.formats import read_dataset
+
+    model, names, path = _load_model(weights, arch, device)
+    _thresholds(model, conf, iou)
+    ds = read_dataset(data)
+    if tuple(ds.class_names) != tuple(names):
+        raise DatasetError(f"{data}: classes {list(ds.class_names)} differ from the detector's {list(names)}")
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=len(ds))
+        ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n))
+    if plot is not None:
+        from convsight.detection.plots import plot_pr_curves
+
+        plot_pr_curves(ev.metrics, plot)
+    doc = {**ev.metrics.to_dict(), "val_loss": ev.val_loss, "ms_per_image": ev.ms_per_image, "weights": str(path)}
+    if as_json:
+        print_json(doc)
+    else:
+        print_metrics(ev.metrics, f"{model.arch} on {data} ({len(ds)} images, {ev.ms_per_image:.1f} ms/image)")
+
+
+def _thresholds(model, conf: float | None, iou: float | None) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    changes = {k: v for k, v in (("score_threshold", conf), ("iou_threshold", iou)) if v is not None}
+    if changes:
+        model.postprocess = dataclasses.replace(model.postprocess, **changes)
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Output folder: annotated images, results.json, images.json."),
+    weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
+    arch: str | None = typer.Option(None, help="Which shipped detector when --weights is not given (default yolo)."),
+    conf: float | None = typer.Option(None, "--conf", help="Score threshold (default: the model's)."),
+    iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
+    batch_size: int = typer.Option(8, min=1),
+    device: str = typer.Option("auto"),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Detect objects in images; writes annotated copies and COCO-format results."""
+    from rich.progress import Progress
+
+    from convsight.cli.common import err_console
+    from convsight.detection import engine
+    from convsight.detection.outputs import detections_doc, write_predictions
+    from convsight.io.images import list_images, load_image, to_tensor
+
+    model, names, _ = _load_model(weights, arch, device)
+    _thresholds(model, conf, iou)
+    paths = [p for item in images for p in (list_images(item) if item.is_dir() else [item])]
+    arrays = [load_image(p) for p in paths]  # all decoded (and checked) before any output is written
+    dets = []
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("detecting", total=len(arrays))
+        for start in range(0, len(arrays), batch_size):
+            chunk = [to_tensor(a) for a in arrays[start : start + batch_size]]
+            dets += engine.predict(model, chunk, batch_size)
+            bar.advance(task, len(chunk))
+    write_predictions(out, paths, arrays, dets, names, overwrite=overwrite)
+    if as_json:
+        print_json({**detections_doc(paths, dets, names), "out": str(out)})
+    else:
+        for p, d in zip(paths, dets, strict=True):
+            info(f"{p}: {len(d)} objects" + "".join(f"\n  {names[k]} {s:.2f}" for k, s in zip(d.labels.tolist(), d.scores.tolist(), strict=True)))
+        info(f"wrote {out}")

@@ -1,0 +1,73 @@
+"""A toy detector registered as ``toy`` so the shared detection plumbing (build, engine, serialize,
+CLI) is tested without depending on any one method's speed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convsight.detection.base import DETECTORS, Detector, PostprocessConfig, register_detector
+from convsight.detection.types import DetectorOutput, Target
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    image_size: tuple[int, int] = (64, 64)
+    backbone: str = "tiny"
+    backbone_weights: str | None = None
+    freeze_backbone: bool = False
+    sizes: tuple[float, ...] = (1.0, 2.0)
+    postprocess: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(score_threshold=0.0))
+
+
+class ToyDetector(Detector):
+    """One learnable box per class (normalised), scored by a learnable presence logit per class."""
+
+    def __init__(self, num_classes: int, config: ToyConfig) -> None:
+        super().__init__()
+        self.box = nn.Parameter(torch.zeros(num_classes, 4))
+        self.logit = nn.Parameter(torch.zeros(num_classes))
+        self.config, self.num_classes, self.postprocess = config, num_classes, config.postprocess
+
+    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+        self.check_inputs(images, targets)
+        h, w = self.image_size
+        scale = images.new_tensor([w, h, w, h])
+        cxcy, wh = self.box.sigmoid()[:, :2], self.box.sigmoid()[:, 2:]
+        boxes = torch.cat([cxcy - wh / 2, cxcy + wh / 2], 1) * scale  # (C, 4)
+        losses = {}
+        if targets is not None:
+            box_terms, presence = [], []
+            for t in targets:
+                present = torch.zeros(self.num_classes)
+                present[t.labels] = 1.0
+                presence.append(present)
+                for b, lab in zip(t.boxes, t.labels, strict=True):
+                    box_terms.append(F.l1_loss(boxes[lab] / scale, b / scale))
+            losses["cls"] = F.binary_cross_entropy_with_logits(self.logit.expand(len(targets), -1), torch.stack(presence))
+            losses["box"] = torch.stack(box_terms).mean() if box_terms else self.box.sum() * 0
+        dets = []
+        if not self.training:
+            for _ in range(len(images)):
+                dets.append(self.postprocess(boxes.detach(), self.logit.sigmoid().detach(),
+                                             torch.arange(self.num_classes), image_size=(h, w)))
+        return DetectorOutput(dets, losses)
+
+
+if "toy" not in DETECTORS:
+    register_detector("toy", ToyConfig)(lambda num_classes, config: ToyDetector(num_classes, config))
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    """A 12-image synthetic COCO dataset (64 px scenes)."""
+    from convsight.io.synth_writer import write_synthetic
+    from convsight.io.synthetic import SynthConfig
+
+    root = tmp_path_factory.mktemp("det") / "scenes"
+    write_synthetic(root, 12, SynthConfig(image_size=(64, 64), max_objects=2, min_size=10), seed=0, fmt="coco")
+    return root
