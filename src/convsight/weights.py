@@ -146,7 +146,9 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
         return tensors, metadata
     if suffix in (".pth", ".pt"):
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says it all
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             unsafe = _UNSAFE_GLOBAL.search(str(e))
             if unsafe:
