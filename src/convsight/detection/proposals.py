@@ -7,6 +7,7 @@ and keeps them in memory (and optionally on disk as one ``.pt`` file per image h
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ def selective_search(image: Tensor | np.ndarray, config: ProposalConfig = Propos
         ss.switchToSelectiveSearchFast()
     else:
         ss.switchToSelectiveSearchQuality()
+    _seed_libc_rand(0)  # OpenCV ranks regions with libc rand(): seed it so the order repeats
     rects = ss.process()  # (N, 4) int x, y, w, h
     if len(rects) == 0:
         return torch.zeros((0, 4))
@@ -64,6 +66,14 @@ def selective_search(image: Tensor | np.ndarray, config: ProposalConfig = Propos
     if config.dedup_iou < 1.0 and len(boxes):
         boxes = _dedup(boxes, config.dedup_iou, config.max_proposals)
     return boxes[: config.max_proposals].contiguous()
+
+
+def _seed_libc_rand(seed: int) -> None:
+    # cv2.setRNGSeed does not reach selective search's ranking, which calls the C library's rand().
+    try:
+        ctypes.CDLL(None).srand(seed)
+    except (OSError, AttributeError):  # no C library symbols to reach (not Linux/macOS): order may vary
+        pass
 
 
 def _dedup(boxes: Tensor, iou: float, cap: int) -> Tensor:

@@ -1,0 +1,203 @@
+"""Single-object localization: classify the image and regress one box (the lecture's first detector).
+
+A backbone, global average pooling and two fully connected heads:
+
+- class logits ``(B, C + 1)``: the ``C`` object classes plus one extra column, index ``C``, for
+  "no object" (the lecture's ``p_c = 0``);
+- a box ``(B, 4)``: ``(cx, cy, w, h)`` as fractions of the image side, squashed into ``[0, 1]`` by a
+  sigmoid so an untrained head cannot predict a box outside the image.
+
+Loss ``J = J_cls + alpha * J_box``: cross-entropy over the ``C + 1`` classes, plus the squared error of
+the four normalised box numbers, counted only for images that hold an object (there is no box to
+regress on an empty image). An image with several objects is reduced to ONE target, by default its
+largest box (``target_object="largest"``; ``"first"`` takes the first listed): the model can only ever
+answer one box, so it should answer the most prominent one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convsight.backbones import build_backbone, freeze
+from convsight.detection.base import Detector, PostprocessConfig, register_detector
+from convsight.detection.types import DetectorOutput, Detections, Target
+from convsight.errors import ConfigError
+from convsight.ops.boxes import box_area, box_iou, clip_boxes, cxcywh_to_xyxy, xyxy_to_cxcywh
+
+TARGET_RULES = ("largest", "first")
+
+
+@dataclass(frozen=True)
+class LocalizationConfig:
+    """box_weight: ``alpha`` in ``J = J_cls + alpha * J_box`` (the box term is a squared error of
+    numbers in ``[0, 1]``, much smaller than a cross-entropy, hence > 1); target_object: which gt box an
+    image with several objects teaches (``"largest"`` or ``"first"``); hidden: width of the shared FC
+    layer after pooling (0: heads sit directly on the pooled features)."""
+
+    image_size: tuple[int, int] = (128, 128)
+    backbone: str = "tiny"
+    backbone_weights: str | None = None
+    freeze_backbone: bool = False
+    postprocess: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(score_threshold=0.3, topk=1))
+    box_weight: float = 5.0
+    target_object: str = "largest"
+    hidden: int = 256
+
+    def __post_init__(self) -> None:
+        if len(self.image_size) != 2 or min(self.image_size) < 32:
+            raise ConfigError(f"localization: image_size must be (H, W) with sides >= 32, got {self.image_size}")
+        if self.box_weight < 0:
+            raise ConfigError(f"localization: box_weight (alpha) must be >= 0, got {self.box_weight}")
+        if self.target_object not in TARGET_RULES:
+            raise ConfigError(f"localization: target_object must be one of {TARGET_RULES}, got {self.target_object!r}")
+        if self.hidden < 0:
+            raise ConfigError(f"localization: hidden must be >= 0, got {self.hidden}")
+
+
+# ---- pure maths ---------------------------------------------------------------------------------
+
+
+def pick_object(target: Target, rule: str = "largest") -> int | None:
+    """Index of the gt box that an image teaches (``None`` for an image without objects)."""
+    if len(target) == 0:
+        return None
+    if rule == "first":
+        return 0
+    return int(box_area(target.boxes).argmax())
+
+
+def encode_localization_targets(
+    targets: list[Target], num_classes: int, image_size: tuple[int, int], rule: str = "largest"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Targets -> ``labels (B,)`` int64 (``num_classes`` = "no object"), ``boxes (B, 4)`` normalised
+    ``(cx, cy, w, h)`` in ``[0, 1]`` (zeros where there is no object) and ``has_object (B,)`` bool."""
+    h, w = image_size
+    labels = torch.full((len(targets),), num_classes, dtype=torch.int64)
+    boxes = torch.zeros((len(targets), 4))
+    for i, t in enumerate(targets):
+        k = pick_object(t, rule)
+        if k is None:
+            continue
+        labels[i] = t.labels[k]
+        scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+        boxes[i] = xyxy_to_cxcywh(t.boxes[k].float().cpu()) / scale  # (4,) fractions of the image
+    return labels, boxes.clamp(0, 1), labels != num_classes
+
+
+def localization_loss(
+    logits: Tensor, boxes: Tensor, labels: Tensor, box_targets: Tensor, has_object: Tensor, box_weight: float
+) -> dict[str, Tensor]:
+    """``{"cls": J_cls, "box": alpha * J_box}`` for ``logits (B, C+1)``, predicted ``boxes (B, 4)``
+    in ``[0, 1]``, ``labels (B,)``, ``box_targets (B, 4)`` and ``has_object (B,)``.
+
+    J_box is the squared error summed over the 4 numbers, averaged over images with an object (zero,
+    still attached to the graph, when the batch has none)."""
+    cls = F.cross_entropy(logits, labels)
+    sq = ((boxes - box_targets) ** 2).sum(dim=1)  # (B,)
+    n_obj = has_object.sum().clamp(min=1)
+    box = (sq * has_object.to(sq.dtype)).sum() / n_obj
+    return {"cls": cls, "box": box_weight * box}
+
+
+def decode_localization(
+    logits: Tensor, boxes: Tensor, image_size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``logits (B, C+1)``, ``boxes (B, 4)`` normalised cxcywh -> best object class ``(B,)``, its
+    probability ``(B,)``, the box xyxy pixels ``(B, 4)`` and ``is_object (B,)`` (False where "no
+    object" has the highest probability)."""
+    h, w = image_size
+    probs = logits.softmax(dim=1)  # (B, C+1)
+    num_classes = probs.shape[1] - 1
+    score, label = probs[:, :num_classes].max(dim=1)  # (B,), best OBJECT class
+    is_object = probs.argmax(dim=1) != num_classes
+    scale = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+    xyxy = clip_boxes(cxcywh_to_xyxy(boxes * scale), (h, w))  # (B, 4) pixels
+    return label, score, xyxy, is_object
+
+
+class LocalizationMetrics(NamedTuple):
+    accuracy: float  # predicted class (or "no object") == target class (or "no object")
+    mean_iou: float  # over images with an object; a missing prediction counts IoU 0
+
+
+def localization_metrics(
+    preds: list[Detections], targets: list[Target], rule: str = "largest"
+) -> LocalizationMetrics:
+    """Accuracy and mean IoU of one-box-per-image predictions against the object each target teaches
+    (see :func:`pick_object`). Only each image's top-scoring detection is used."""
+    if len(preds) != len(targets):
+        raise ValueError(f"{len(preds)} predictions but {len(targets)} targets")
+    if not preds:
+        raise ValueError("localization_metrics needs at least one image")
+    correct, ious = 0, []
+    for p, t in zip(preds, targets, strict=True):
+        k = pick_object(t, rule)
+        best = int(p.scores.argmax()) if len(p) else None
+        if k is None:
+            correct += best is None
+            continue
+        if best is None:
+            ious.append(0.0)
+            continue
+        correct += int(p.labels[best]) == int(t.labels[k])
+        ious.append(float(box_iou(p.boxes[best : best + 1].float(), t.boxes[k : k + 1].float())[0, 0]))
+    mean_iou = sum(ious) / len(ious) if ious else float("nan")
+    return LocalizationMetrics(accuracy=correct / len(preds), mean_iou=mean_iou)
+
+
+# ---- the module ---------------------------------------------------------------------------------
+
+
+class LocalizationDetector(Detector):
+    """Backbone -> global average pool -> (FC) -> class head ``(C + 1)`` and box head ``(4)``."""
+
+    def __init__(self, num_classes: int, config: LocalizationConfig) -> None:
+        super().__init__()
+        self.arch, self.config, self.num_classes = "localization", config, num_classes
+        self.postprocess = config.postprocess
+        # Default levels; only the deepest (last) one is pooled.
+        self.backbone = build_backbone(config.backbone, weights=config.backbone_weights)
+        if config.freeze_backbone:
+            freeze(self.backbone)
+        c = self.backbone.out_channels
+        self.neck: nn.Module = nn.Identity()
+        if config.hidden:
+            self.neck = nn.Sequential(nn.Linear(c, config.hidden), nn.ReLU(inplace=True))
+        width = config.hidden or c
+        self.cls_head = nn.Linear(width, num_classes + 1)
+        self.box_head = nn.Linear(width, 4)
+
+    def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, 3, H, W)`` -> logits ``(B, C+1)`` and normalised boxes ``(B, 4)`` cxcywh in [0, 1]."""
+        feat = self.backbone(images)[-1]  # (B, C_feat, H/32, W/32)
+        x = self.neck(feat.mean(dim=(2, 3)))  # (B, C_feat) -> (B, hidden)
+        return self.cls_head(x), self.box_head(x).sigmoid()
+
+    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+        self.check_inputs(images, targets)
+        logits, boxes = self.predict(images)
+        losses: dict[str, Tensor] = {}
+        if targets is not None:
+            labels, box_t, has_obj = encode_localization_targets(
+                targets, self.num_classes, self.image_size, self.config.target_object)
+            dev = images.device
+            losses = localization_loss(logits, boxes, labels.to(dev), box_t.to(dev), has_obj.to(dev),
+                                       self.config.box_weight)
+        detections: list[Detections] = []
+        if not self.training:
+            label, score, xyxy, is_obj = decode_localization(logits.detach(), boxes.detach(), self.image_size)
+            for i in range(images.shape[0]):
+                keep = is_obj[i] & (score[i] > self.postprocess.score_threshold)
+                det = Detections(xyxy[i : i + 1], score[i : i + 1], label[i : i + 1])
+                detections.append(det if keep else Detections.empty(images.device))
+        return DetectorOutput(detections=detections, losses=losses)
+
+
+@register_detector("localization", LocalizationConfig)
+def build_localization(num_classes: int, config: LocalizationConfig) -> LocalizationDetector:
+    return LocalizationDetector(num_classes, config)

@@ -1,0 +1,151 @@
+"""Sliding windows: naive and convolutional forms agree, window labelling, the detector contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from convsight.detection.sliding_window import (
+    PatchNet,
+    SlidingWindowConfig,
+    conv_scores,
+    conv_windows,
+    label_windows,
+    naive_scores,
+    sample_training_crops,
+)
+from convsight.detection.types import Target
+from convsight.errors import ConfigError
+from convsight.io.images import to_tensor
+from convsight.io.synthetic import SynthConfig, render_scene
+
+SIZE = (64, 64)
+
+
+def _model(**overrides):
+    from convsight.detection.build import build_detector
+
+    return build_detector("sliding_window", num_classes=3, **overrides)
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, list[Target]]:
+    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), single_object=True,
+                      background="plain")
+    scenes = [render_scene(cfg, seed=5, index=i) for i in range(2)]
+    images = torch.stack([to_tensor(s.image) for s in scenes])
+    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
+               for i, s in enumerate(scenes)]
+    return images, targets
+
+
+def test_patchnet_dense_map_shape() -> None:
+    net = PatchNet(4, input_size=32)
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 4, 1, 1)
+    assert net(torch.rand(1, 3, 64, 48)).shape == (1, 4, 9, 5)  # (64-32)/4+1, (48-32)/4+1
+
+
+def test_conv_windows_geometry() -> None:
+    w = conv_windows((64, 64), 32, (1, 1))
+    assert w.shape == (81, 4)
+    torch.testing.assert_close(w[:2], torch.tensor([[0.0, 0, 32, 32], [4.0, 0, 36, 32]]))
+    w = conv_windows((130, 128), 32, (2, 1))  # 64 high, 32 wide; shrunk image 65 x 128
+    assert ((w[:, 3] - w[:, 1]) == 64).all() and ((w[:, 2] - w[:, 0]) == 32).all()
+    assert w[:, 3].max() <= 130 and w[:, 2].max() == 128
+    assert sorted(set(w[:, 1].tolist()))[:2] == [0.0, 8.0]  # vertical stride 4 * ky
+
+
+@pytest.mark.parametrize("image_hw", [(64, 64), (75, 98)])
+def test_naive_and_conv_score_the_same_windows(image_hw: tuple[int, int]) -> None:
+    model = _model(image_size=image_hw, window_shapes=((1, 1), (2, 2), (1, 2), (2, 1), (3, 2))).eval()
+    image = torch.rand(3, *image_hw)
+    with torch.no_grad():
+        wn, zn = naive_scores(model, image, logits=True)
+        wc, zc = conv_scores(model, image, logits=True)
+        _, pn = naive_scores(model, image)
+        _, pc = conv_scores(model, image)
+    assert wn.shape[0] >= 90 and zn.shape == (wn.shape[0], 4)
+    assert torch.equal(wn, wc)
+    assert (zn - zc).abs().max() < 1e-4
+    assert (pn - pc).abs().max() < 1e-4
+    # The check can fail: scores of the windows one step to the right differ.
+    assert (zn[1:] - zc[:-1]).abs().max() > 1e-3
+
+
+def test_label_windows() -> None:
+    windows = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 7], [20, 20, 30, 30], [0, 0, 10, 2]])
+    t = Target(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([2]))
+    labels = label_windows(windows, t, num_classes=3, fg_iou=0.5, bg_iou=0.3)
+    assert labels.tolist() == [2, 2, 3, 3]
+    labels = label_windows(windows, t, num_classes=3, fg_iou=0.8, bg_iou=0.3)
+    assert labels.tolist() == [2, -1, 3, 3]  # IoU 0.7: neither fg nor bg
+    empty = Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    assert label_windows(windows, empty, 3, 0.5, 0.3).tolist() == [3, 3, 3, 3]
+
+
+def test_sample_training_crops_balance() -> None:
+    cfg = SlidingWindowConfig(crops_per_image=8, positive_fraction=0.25)
+    windows = conv_windows((64, 64), 32, (1, 1))
+    t = Target(torch.tensor([[0.0, 0, 32, 32]]), torch.tensor([1]))
+    boxes, labels = sample_training_crops(windows, t, 3, cfg)
+    assert boxes.shape == (9, 4) and labels.shape == (9,)
+    assert torch.equal(boxes[0], t.boxes[0]) and labels[0] == 1
+    assert (labels[1:] == 1).sum() == 2 and (labels[1:] == 3).sum() == 6
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ConfigError):
+        SlidingWindowConfig(mode="dense")
+    with pytest.raises(ConfigError):
+        SlidingWindowConfig(window_shapes=((1.5, 1),))
+    with pytest.raises(ConfigError):
+        SlidingWindowConfig(backbone="tiny")
+    with pytest.raises(ConfigError):
+        SlidingWindowConfig(image_size=(16, 16))
+
+
+@pytest.mark.parametrize("mode", ["conv", "naive"])
+def test_contract(batch: tuple[torch.Tensor, list[Target]], mode: str) -> None:
+    images, targets = batch
+    model = _model(image_size=SIZE, mode=mode, window_shapes=((1, 1), (2, 2)))
+    assert model.arch == "sliding_window"
+    model.eval()
+    out = model(images, targets)
+    assert len(out.detections) == 2 and set(out.losses) == {"cls"}
+    for d in out.detections:
+        assert (d.labels < 3).all()
+    empty = [Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)) for _ in range(2)]
+    assert torch.isfinite(model(images, empty).loss)
+    model.train()
+    assert set(model(images, targets).losses) == {"cls"}
+    with pytest.raises(ValueError):
+        model(torch.rand(1, 3, 32, 64))
+
+
+def test_conv_and_naive_detect_the_same(batch: tuple[torch.Tensor, list[Target]]) -> None:
+    images, _ = batch
+    conv = _model(image_size=SIZE, mode="conv").eval()
+    naive = _model(image_size=SIZE, mode="naive").eval()
+    naive.load_state_dict(conv.state_dict())
+    naive.postprocess = conv.postprocess = type(conv.postprocess)(score_threshold=0.0, iou_threshold=0.3)
+    with torch.no_grad():
+        a, b = conv(images).detections, naive(images).detections
+    for x, y in zip(a, b, strict=True):
+        assert len(x) > 0
+        torch.testing.assert_close(x.boxes, y.boxes)
+        torch.testing.assert_close(x.scores, y.scores, atol=1e-5, rtol=0)
+
+
+def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None:
+    images, targets = batch
+    model = _model(image_size=SIZE, window_shapes=((1, 1), (2, 2), (1, 2), (2, 1))).train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(40):
+        loss = model(images, targets).loss
+        history.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    first, final = history[0], sum(history[-5:]) / 5  # crops are resampled every step: average a few
+    assert final < 0.2 * first, (first, final)
