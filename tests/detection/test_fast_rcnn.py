@@ -1,0 +1,121 @@
+"""Fast R-CNN: the detector contract, training on a tiny batch, and real selective search once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from convsight.detection.fast_rcnn import FastRCNNConfig, FastRCNNDetector
+from convsight.detection.roi_heads import RoIHeadConfig
+from convsight.detection.types import Target
+from convsight.errors import ConfigError
+from convsight.io.images import to_tensor
+from convsight.io.synthetic import SynthConfig, render_scene
+
+SIZE = (96, 96)
+HEAD = RoIHeadConfig(rois_per_image=32, pool_size=4, hidden=64)
+
+
+class JitteredGt:
+    """Cheap proposer for tests: the image's gt boxes (looked up by pixel content) jittered, plus
+    random boxes. Deterministic: its own generator, reset per image."""
+
+    def __init__(self, images: torch.Tensor, targets: list[Target], n: int = 24) -> None:
+        self.table = [(im, t) for im, t in zip(images, targets, strict=True)]
+        self.n = n
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        gt = next((t.boxes for im, t in self.table if torch.equal(im, image)), torch.zeros(0, 4))
+        h, w = image.shape[-2:]
+        xy = torch.rand(self.n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        rand = torch.cat([xy, xy + 8 + torch.rand(self.n, 2, generator=g) * 32], 1)
+        jit = gt.repeat(4, 1) + torch.randn(4 * len(gt), 4, generator=g) * 4
+        return torch.cat([jit, rand])
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, list[Target]]:
+    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), min_objects=1,
+                      max_objects=2, min_size=16, background="plain")
+    scenes = [render_scene(cfg, seed=7, index=i) for i in range(2)]
+    images = torch.stack([to_tensor(s.image) for s in scenes])
+    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
+               for i, s in enumerate(scenes)]
+    return images, targets
+
+
+def _model(batch: tuple[torch.Tensor, list[Target]], **overrides) -> FastRCNNDetector:
+    torch.manual_seed(0)
+    cfg = FastRCNNConfig(image_size=SIZE, roi_head=HEAD, **overrides)
+    return FastRCNNDetector(3, cfg, proposer=JitteredGt(*batch))
+
+
+def test_proposals_are_capped_and_clipped(batch) -> None:
+    model = _model(batch, max_proposals=10)
+    props = model.proposals(batch[0])
+    assert len(props) == 2 and all(p.shape[1] == 4 and len(p) <= 10 for p in props)
+    assert all((p >= 0).all() and (p <= 96).all() and not p.requires_grad for p in props)
+
+
+def test_contract(batch) -> None:
+    images, targets = batch
+    model = _model(batch).eval()
+    out = model(images, targets)
+    assert len(out.detections) == 2 and set(out.losses) == {"cls", "box"}
+    for d in out.detections:
+        assert (d.labels >= 0).all() and (d.labels < 3).all() and (d.boxes[:, 2:] <= 96).all()
+    empty = [Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)) for _ in range(2)]
+    out = model(images, empty)
+    assert torch.isfinite(out.loss) and out.losses["box"].item() == 0.0 and len(out.detections) == 2
+    assert model(images).losses == {}
+    model.train()
+    out = model(images, targets)
+    assert set(out.losses) == {"cls", "box"} and out.detections == []
+    with pytest.raises(ValueError):
+        model(torch.rand(1, 3, 64, 96))
+
+
+def test_training_reduces_loss(batch) -> None:
+    images, targets = batch
+    model = _model(batch).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = []
+    for _ in range(30):
+        loss = model(images, targets).loss
+        history.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    first, final = history[0], sum(history[-5:]) / 5
+    assert final < 0.3 * first, (first, final)
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ConfigError):
+        FastRCNNConfig(max_proposals=0)
+    with pytest.raises(ConfigError):
+        FastRCNNConfig(image_size=(100, 96))
+    with pytest.raises(ConfigError):
+        FastRCNNConfig(roi_head=RoIHeadConfig(fg_iou=0.3, bg_iou_low=0.4))
+    with pytest.raises(ConfigError):
+        FastRCNNDetector(3, FastRCNNConfig(feature_level=12))  # no such stride in the backbone
+
+
+def test_build_detector() -> None:
+    from convsight.detection.build import build_detector
+
+    model = build_detector("fast_rcnn", num_classes=3, image_size=SIZE, max_proposals=50)
+    assert isinstance(model, FastRCNNDetector) and model.arch == "fast_rcnn"
+    assert model.proposer.config.max_proposals == 50 and model.roi_head.stride == 16
+
+
+def test_real_selective_search_one_image(batch) -> None:
+    from convsight.detection.build import build_detector
+
+    images, targets = batch
+    model = build_detector("fast_rcnn", num_classes=3, image_size=SIZE, max_proposals=50, roi_head=HEAD).eval()
+    props = model.proposals(images[:1])[0]
+    assert 0 < len(props) <= 50
+    out = model(images[:1], targets[:1])
+    assert len(out.detections) == 1 and torch.isfinite(out.loss)
