@@ -65,3 +65,15 @@ def test_train_refuses_mismatched_classes(tmp_path, scenes):
     other = AnnotationSet(va.images, tuple(reversed(va.class_names)))
     with pytest.raises(DatasetError, match="different classes"):
         engine.train("toy", tr, other, tmp_path / "run", TrainConfig(epochs=1, progress=False))
+
+
+def test_evaluate_uses_a_low_score_threshold_and_restores_the_models(scenes):
+    ds = read_dataset(scenes)
+    from convsight.detection.base import PostprocessConfig
+
+    model = build_detector("toy", len(ds.class_names), image_size=(32, 32), postprocess=PostprocessConfig(score_threshold=0.9))
+    with torch.no_grad():
+        model.logit.fill_(0.0)  # every score 0.5: below the model's threshold, above evaluation's
+    assert sum(len(d) for d in engine.evaluate(model, ds, score_threshold=None).detections) == 0
+    assert all(len(d) == len(ds.class_names) for d in engine.evaluate(model, ds).detections)
+    assert model.postprocess.score_threshold == 0.9

@@ -180,7 +180,7 @@ def eval_(
     data: Path = typer.Argument(..., help="Dataset folder (COCO/VOC/YOLO) or COCO .json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
     arch: str | None = typer.Option(None, help="Which shipped detector when --weights is not given (default yolo)."),
-    conf: float | None = typer.Option(None, "--conf", help="Score threshold (default: the model's)."),
+    conf: float | None = typer.Option(None, "--conf", help="Score threshold (default 0.01: mAP counts low scores too)."),
     iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
     batch_size: int = typer.Option(8, min=1),
     device: str = typer.Option("auto"),
@@ -196,13 +196,14 @@ def eval_(
     from convsight.io.formats import read_dataset
 
     model, names, path = _load_model(weights, arch, device)
-    _thresholds(model, conf, iou)
+    _thresholds(model, None, iou)
     ds = read_dataset(data)
     if tuple(ds.class_names) != tuple(names):
         raise DatasetError(f"{data}: classes {list(ds.class_names)} differ from the detector's {list(names)}")
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(ds))
-        ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n))
+        ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
+                             score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf)
     if plot is not None:
         from convsight.detection.plots import plot_pr_curves
 

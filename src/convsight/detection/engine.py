@@ -105,10 +105,25 @@ class Evaluation:
     ms_per_image: float
 
 
+# mAP integrates precision over every score, so evaluation keeps low-scoring boxes (as COCO/VOC
+# evaluations of detectors do); a model's own score threshold is for what a user is shown.
+EVAL_SCORE_THRESHOLD = 0.01
+
+
 @torch.no_grad()
 def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
-             on_batch: Callable[[int], None] | None = None) -> Evaluation:
-    """Score ``model`` on ``annotations`` (COCO and VOC metrics, in the images' own coordinates)."""
+             on_batch: Callable[[int], None] | None = None, score_threshold: float | None = EVAL_SCORE_THRESHOLD) -> Evaluation:
+    """Score ``model`` on ``annotations`` (COCO and VOC metrics, in the images' own coordinates).
+
+    score_threshold: replaces the model's own for this evaluation (None keeps the model's).
+    """
+    if score_threshold is not None and score_threshold != model.postprocess.score_threshold:
+        own = model.postprocess
+        model.postprocess = dataclasses.replace(own, score_threshold=score_threshold)
+        try:
+            return evaluate(model, annotations, batch_size, on_batch, None)
+        finally:
+            model.postprocess = own
     model.eval()
     device = model_device(model)
     loader = DataLoader(DetectionDataset(annotations, size=model.image_size), batch_size=batch_size, collate_fn=collate_detection)

@@ -1,0 +1,160 @@
+"""The detection lineage side by side, measured in one run on one validation set and one image size.
+
+    make bench                       # all benchmarks; or:
+    .venv/bin/python benchmarks/detection.py [--weights-dir DIR] [--n-val 100] [--size 256] [--quick]
+
+Table 1, per method: where its weights came from (shipped with convsight, a file in --weights-dir, or
+untrained), mAP@0.5 and mAP@[.5:.95] on a freshly generated synthetic validation set (seed 777, never
+used for training), median milliseconds per image (batch 1, postprocessing included), parameters.
+R-CNN and Fast R-CNN are timed with their selective-search proposals already cached (the papers'
+convention); selective search's own cost per image is printed separately.
+
+Table 2, ratios measured in the same run: Fast R-CNN vs R-CNN, convolutional vs naive sliding window,
+YOLO vs Faster R-CNN, and our YOLO / SSD / Faster R-CNN against torchvision's ssdlite320_mobilenet_v3_large
+and fasterrcnn_mobilenet_v3_large_320_fpn (random init) at 320 x 320.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from convsight.backbones.base import num_parameters
+from convsight.detection import engine
+from convsight.detection.build import build_detector
+from convsight.detection.outputs import shipped_detector
+from convsight.detection.proposals import ProposalCache, ProposalConfig
+from convsight.detection.serialize import load_detector
+from convsight.io.formats import read_dataset
+from convsight.io.images import load_image_tensor
+from convsight.io.synth_writer import write_synthetic
+from convsight.io.synthetic import SynthConfig
+from convsight.io.torch_data import resize_image
+
+ARCHS = ("localization", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "yolo", "ssd")
+
+
+def median_ms(fn: Callable[[torch.Tensor], object], images: list[torch.Tensor]) -> float:
+    """Median wall time of ``fn(image[None])`` over ``images``, after one warm-up call."""
+    fn(images[0][None])
+    times = []
+    for im in images:
+        t0 = time.perf_counter()
+        fn(im[None])
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def load_or_build(arch: str, num_classes: int, size: int, weights_dir: Path | None) -> tuple[torch.nn.Module, str]:
+    """A trained detector when one exists (shipped, or ``weights_dir/ARCH.safetensors``), else untrained."""
+    for path, origin in ((weights_dir / f"{arch}.safetensors" if weights_dir else None, "file"),
+                         (shipped_detector(arch), "shipped")):
+        if path is not None and path.is_file():
+            model, _ = load_detector(path)
+            return model, f"{origin}: {path.name}"
+    return build_detector(arch, num_classes, image_size=(size, size)).eval(), "untrained"
+
+
+@torch.no_grad()
+def lineage_table(val_dir: Path, size: int, n_time: int, weights_dir: Path | None) -> tuple[list[dict], dict[str, float]]:
+    ds = read_dataset(val_dir)
+    images = [resize_image(load_image_tensor(a.path), (size, size)) for a in ds.images[:n_time]]
+    rows, ms = [], {}
+    cache = ProposalCache(ProposalConfig(max_proposals=2000))
+    t0 = time.perf_counter()
+    for im in images:
+        cache(im)
+    ms["selective_search"] = 1000 * (time.perf_counter() - t0) / len(images)
+    for arch in ARCHS:
+        model, origin = load_or_build(arch, len(ds.class_names), size, weights_dir)
+        if hasattr(model, "proposer"):
+            model.proposer = cache  # proposals cached for both R-CNN and Fast R-CNN: only the ConvNet is timed
+        trained = origin != "untrained"
+        ev = engine.evaluate(model, ds) if trained else None
+        run = lambda x, m=model: m(resize_image(x[0], m.image_size)[None])  # noqa: E731
+        ms[arch] = median_ms(run, images)
+        rows.append({"method": arch, "weights": origin, "input": "x".join(map(str, model.image_size)),
+                     "mAP@0.5": f"{ev.metrics.map50:.3f}" if ev else "-", "mAP@[.5:.95]": f"{ev.metrics.map:.3f}" if ev else "-",
+                     "ms/image": f"{ms[arch]:.1f}", "params": f"{num_parameters(model) / 1e6:.2f}M"})
+        if arch == "sliding_window":  # the same weights in the naive form: crop, resize, classify each window
+            naive = dataclasses.replace(model.config, mode="naive")
+            model_n = build_detector(arch, model.num_classes, naive).eval()
+            model_n.load_state_dict(model.state_dict())
+            ms["sliding_window_naive"] = median_ms(lambda x, m=model_n: m(resize_image(x[0], m.image_size)[None]), images[:5])
+            rows.append({**rows[-1], "method": "sliding_window (naive)", "mAP@0.5": "-", "mAP@[.5:.95]": "-",
+                         "ms/image": f"{ms['sliding_window_naive']:.1f}"})
+    return rows, ms
+
+
+@torch.no_grad()
+def torchvision_table(num_classes: int, n_time: int) -> dict[str, float]:
+    """Latency at 320 x 320 of torchvision's mobile detectors and ours, all random init."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, ssdlite320_mobilenet_v3_large
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 320, 320, generator=g) for _ in range(n_time)]
+    ms = {}
+    for name, fn in (("tv_ssdlite320", ssdlite320_mobilenet_v3_large), ("tv_fasterrcnn_mbv3_320", fasterrcnn_mobilenet_v3_large_320_fpn)):
+        m = fn(weights=None, weights_backbone=None, num_classes=num_classes + 1).eval()
+        ms[name] = median_ms(lambda x, m=m: m(list(x)), images)
+    for arch in ("yolo", "ssd", "faster_rcnn"):
+        m = build_detector(arch, num_classes, image_size=(320, 320)).eval()
+        ms[f"{arch}_320"] = median_ms(lambda x, m=m: m(x), images)
+    return ms
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights-dir", type=Path, default=None, help="folder of ARCH.safetensors files to compare")
+    ap.add_argument("--n-val", type=int, default=100, help="validation images (mAP)")
+    ap.add_argument("--n-time", type=int, default=20, help="images timed per method")
+    ap.add_argument("--size", type=int, default=256, help="input side for the lineage table")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 20 val images, 4 timed")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n_val, args.n_time = 20, 4
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        val = Path(tmp) / "val"
+        write_synthetic(val, args.n_val, SynthConfig(image_size=(args.size, args.size)), seed=777, fmt="coco")
+        num_classes = len(read_dataset(val).class_names)
+        t0 = time.perf_counter()
+        rows, ms = lineage_table(val, args.size, args.n_time, args.weights_dir)
+        ms.update(torchvision_table(num_classes, args.n_time))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n_val} synthetic validation images "
+          f"(seed 777), {args.size}x{args.size}; median of {args.n_time} images at batch 1\n")
+    print_table(rows)
+    print(f"\nselective search (OpenCV, fast mode): {ms['selective_search']:.0f} ms/image, shared by R-CNN and Fast R-CNN\n")
+    ratios = [
+        ("Fast R-CNN speed-up over R-CNN", ms["rcnn"] / ms["fast_rcnn"], ">= 25"),
+        ("conv sliding window speed-up over naive", ms["sliding_window_naive"] / ms["sliding_window"], ">= 10"),
+        ("YOLO speed-up over Faster R-CNN", ms["faster_rcnn"] / ms["yolo"], ">= 4"),
+        ("torchvision ssdlite320 time / our YOLO time (320x320)", ms["tv_ssdlite320"] / ms["yolo_320"], ">= 1"),
+        ("torchvision ssdlite320 time / our SSD time (320x320)", ms["tv_ssdlite320"] / ms["ssd_320"], "-"),
+        ("torchvision fasterrcnn_mbv3_320 time / our Faster R-CNN (320x320)", ms["tv_fasterrcnn_mbv3_320"] / ms["faster_rcnn_320"], "-"),
+    ]
+    print_table([{"ratio": n, "measured": f"{v:.1f}x", "target": t} for n, v, t in ratios])
+    print(f"\n320x320 ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items() if k.endswith("320")))
+    print(f"(whole benchmark: {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
