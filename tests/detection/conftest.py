@@ -71,3 +71,19 @@ def scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp("det") / "scenes"
     write_synthetic(root, 12, SynthConfig(image_size=(64, 64), max_objects=2, min_size=10), seed=0, fmt="coco")
     return root
+
+
+def make_target(boxes: list[list[float]], labels: list[int]) -> Target:
+    return Target(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64))
+
+
+def scene_batch(size: tuple[int, int], n: int, seed: int, **synth: object) -> tuple[Tensor, list[Target]]:
+    """``n`` synthetic scenes of three shape classes as a batch ``(n, 3, H, W)`` plus their targets."""
+    from convsight.io.images import to_tensor
+    from convsight.io.synthetic import SynthConfig, render_scene
+
+    cfg = SynthConfig(image_size=size, classes=("ellipse", "rectangle", "triangle"), **synth)  # type: ignore[arg-type]
+    scenes = [render_scene(cfg, seed=seed, index=i) for i in range(n)]
+    images = torch.stack([to_tensor(s.image) for s in scenes])
+    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i) for i, s in enumerate(scenes)]
+    return images, targets

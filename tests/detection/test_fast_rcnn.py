@@ -9,8 +9,8 @@ from convsight.detection.fast_rcnn import FastRCNNConfig, FastRCNNDetector
 from convsight.detection.roi_heads import RoIHeadConfig
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
-from convsight.io.images import to_tensor
-from convsight.io.synthetic import SynthConfig, render_scene
+
+from .conftest import scene_batch
 
 SIZE = (96, 96)
 HEAD = RoIHeadConfig(rois_per_image=32, pool_size=4, hidden=64)
@@ -36,12 +36,7 @@ class JitteredGt:
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, list[Target]]:
-    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), min_objects=1,
-                      max_objects=2, min_size=16, background="plain")
-    scenes = [render_scene(cfg, seed=7, index=i) for i in range(2)]
-    images = torch.stack([to_tensor(s.image) for s in scenes])
-    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
-               for i, s in enumerate(scenes)]
+    images, targets = scene_batch(SIZE, 2, seed=7, min_objects=1, max_objects=2, min_size=16, background="plain")
     return images, targets
 
 

@@ -15,24 +15,18 @@ from convsight.detection.localization import (
 )
 from convsight.detection.types import Detections, Target
 from convsight.errors import ConfigError
-from convsight.io.images import to_tensor
-from convsight.io.synthetic import SynthConfig, render_scene
+
+from .conftest import scene_batch, make_target
 
 SIZE = (64, 64)
 
 
-def _target(boxes: list[list[float]], labels: list[int]) -> Target:
-    return Target(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64))
+_target = make_target
 
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, list[Target]]:
-    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), single_object=True,
-                      background="plain")
-    scenes = [render_scene(cfg, seed=3, index=i) for i in range(4)]
-    images = torch.stack([to_tensor(s.image) for s in scenes])
-    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
-               for i, s in enumerate(scenes)]
+    images, targets = scene_batch(SIZE, 4, seed=3, single_object=True, background="plain")
     return images, targets
 
 

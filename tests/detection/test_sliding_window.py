@@ -16,8 +16,8 @@ from convsight.detection.sliding_window import (
 )
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
-from convsight.io.images import to_tensor
-from convsight.io.synthetic import SynthConfig, render_scene
+
+from .conftest import scene_batch
 
 SIZE = (64, 64)
 
@@ -30,12 +30,7 @@ def _model(**overrides):
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, list[Target]]:
-    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), single_object=True,
-                      background="plain")
-    scenes = [render_scene(cfg, seed=5, index=i) for i in range(2)]
-    images = torch.stack([to_tensor(s.image) for s in scenes])
-    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
-               for i, s in enumerate(scenes)]
+    images, targets = scene_batch(SIZE, 2, seed=5, single_object=True, background="plain")
     return images, targets
 
 

@@ -16,18 +16,17 @@ from convsight.detection.ssd import (
 )
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
-from convsight.io.images import to_tensor
-from convsight.io.synthetic import SynthConfig, render_scene
 from convsight.ops.anchors import grid_anchors, ssd_default_box_config
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou
+
+from .conftest import scene_batch, make_target
 
 SIZE = (64, 64)
 SMALL = dict(image_size=SIZE, extra_layers=1)  # maps 8x8, 4x4, 2x2, 1x1
 
 
-def _target(boxes: list[list[float]], labels: list[int]) -> Target:
-    return Target(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64))
+_target = make_target
 
 
 def _defaults() -> torch.Tensor:
@@ -37,12 +36,7 @@ def _defaults() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, list[Target]]:
-    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), min_objects=1,
-                      max_objects=2, min_size=12, background="plain")
-    scenes = [render_scene(cfg, seed=5, index=i) for i in range(4)]
-    images = torch.stack([to_tensor(s.image) for s in scenes])
-    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
-               for i, s in enumerate(scenes)]
+    images, targets = scene_batch(SIZE, 4, seed=5, min_objects=1, max_objects=2, min_size=12, background="plain")
     return images, targets
 
 

@@ -18,25 +18,19 @@ from convsight.detection.yolo import (
     yolo_to_xyxy,
 )
 from convsight.errors import ConfigError
-from convsight.io.images import to_tensor
-from convsight.io.synthetic import SynthConfig, render_scene
 from convsight.ops.boxes import box_iou
+
+from .conftest import scene_batch, make_target
 
 SIZE = (64, 64)  # a 4 x 4 grid of 16 px cells at stride 16
 
 
-def _target(boxes: list[list[float]], labels: list[int]) -> Target:
-    return Target(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64))
+_target = make_target
 
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, list[Target]]:
-    cfg = SynthConfig(image_size=SIZE, classes=("ellipse", "rectangle", "triangle"), max_objects=3, min_size=10,
-                      background="plain")
-    scenes = [render_scene(cfg, seed=1, index=i) for i in range(4)]  # 3, 2, 1 and 0 objects
-    images = torch.stack([to_tensor(s.image) for s in scenes])
-    targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i)
-               for i, s in enumerate(scenes)]
+    images, targets = scene_batch(SIZE, 4, seed=1, max_objects=3, min_size=10, background="plain")  # 3, 2, 1 and 0 objects
     assert [len(t) for t in targets] == [3, 2, 1, 0]
     return images, targets
 
