@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         ("torchvision fasterrcnn_mbv3_320 time / our Faster R-CNN (320x320)", ms["tv_fasterrcnn_mbv3_320"] / ms["faster_rcnn_320"], "-"),
     ]
     print_table([{"ratio": n, "measured": f"{v:.1f}x", "target": t} for n, v, t in ratios])
-    print(f"\n320x320 ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items() if k.endswith("320")))
+    print("\n320x320 ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items() if k.endswith("320")))
     print(f"(whole benchmark: {time.perf_counter() - t0:.0f} s)")
     return 0
 

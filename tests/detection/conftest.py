@@ -87,3 +87,22 @@ def scene_batch(size: tuple[int, int], n: int, seed: int, **synth: object) -> tu
     images = torch.stack([to_tensor(s.image) for s in scenes])
     targets = [Target(torch.as_tensor(s.boxes), torch.as_tensor(s.labels, dtype=torch.int64), i) for i, s in enumerate(scenes)]
     return images, targets
+
+
+class JitteredGt:
+    """Cheap proposer for tests: the image's gt boxes (looked up by pixel content), four jittered
+    copies each (std ``jitter`` px), plus ``n`` random boxes of side 8..8+``max_extra`` px.
+    Deterministic: its own generator, reset per image."""
+
+    def __init__(self, images: Tensor, targets: list[Target], n: int = 24, jitter: float = 4.0, max_extra: float = 32.0) -> None:
+        self.table = list(zip(images, targets, strict=True))
+        self.n, self.jitter, self.max_extra = n, jitter, max_extra
+
+    def __call__(self, image: Tensor) -> Tensor:
+        g = torch.Generator().manual_seed(0)
+        gt = next((t.boxes for im, t in self.table if torch.equal(im, image)), torch.zeros(0, 4))
+        h, w = image.shape[-2:]
+        xy = torch.rand(self.n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        rand = torch.cat([xy, xy + 8 + torch.rand(self.n, 2, generator=g) * self.max_extra], 1)
+        jit = gt.repeat(4, 1) + torch.randn(4 * len(gt), 4, generator=g) * self.jitter
+        return torch.cat([jit, rand])

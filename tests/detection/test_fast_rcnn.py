@@ -10,28 +10,10 @@ from convsight.detection.roi_heads import RoIHeadConfig
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
 
-from .conftest import scene_batch
+from .conftest import JitteredGt, scene_batch
 
 SIZE = (96, 96)
 HEAD = RoIHeadConfig(rois_per_image=32, pool_size=4, hidden=64)
-
-
-class JitteredGt:
-    """Cheap proposer for tests: the image's gt boxes (looked up by pixel content) jittered, plus
-    random boxes. Deterministic: its own generator, reset per image."""
-
-    def __init__(self, images: torch.Tensor, targets: list[Target], n: int = 24) -> None:
-        self.table = [(im, t) for im, t in zip(images, targets, strict=True)]
-        self.n = n
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        g = torch.Generator().manual_seed(0)
-        gt = next((t.boxes for im, t in self.table if torch.equal(im, image)), torch.zeros(0, 4))
-        h, w = image.shape[-2:]
-        xy = torch.rand(self.n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-        rand = torch.cat([xy, xy + 8 + torch.rand(self.n, 2, generator=g) * 32], 1)
-        jit = gt.repeat(4, 1) + torch.randn(4 * len(gt), 4, generator=g) * 4
-        return torch.cat([jit, rand])
 
 
 @pytest.fixture(scope="module")

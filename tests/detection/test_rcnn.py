@@ -18,30 +18,9 @@ from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
 
-from .conftest import scene_batch
+from .conftest import JitteredGt, scene_batch
 
 SIZE = (64, 64)
-
-
-class JitteredGt:
-    """Cheap proposer for tests: gt boxes of the image (looked up by pixel content) jittered, plus
-    random boxes. Deterministic: its own generator, reset per image."""
-
-    def __init__(self, images: torch.Tensor, targets: list[Target], n: int = 24) -> None:
-        self.table = [(im, t) for im, t in zip(images, targets, strict=True)]
-        self.n = n
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        g = torch.Generator().manual_seed(0)
-        gt = next((t.boxes for im, t in self.table if torch.equal(im, image)), torch.zeros(0, 4))
-        h, w = image.shape[-2:]
-        xy = torch.rand(self.n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-        wh = 8 + torch.rand(self.n, 2, generator=g) * 24
-        rand = torch.cat([xy, xy + wh], 1)
-        if len(gt) == 0:
-            return rand
-        jit = gt.repeat(4, 1) + torch.randn(4 * len(gt), 4, generator=g) * 3
-        return torch.cat([jit, rand])
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +32,7 @@ def batch() -> tuple[torch.Tensor, list[Target]]:
 def _model(batch: tuple[torch.Tensor, list[Target]], **overrides) -> RCNNDetector:
     images, targets = batch
     cfg = RCNNConfig(image_size=SIZE, warp_size=32, **overrides)
-    return RCNNDetector(3, cfg, proposer=JitteredGt(images, targets))
+    return RCNNDetector(3, cfg, proposer=JitteredGt(images, targets, jitter=3.0, max_extra=24.0))
 
 
 def test_warp_regions_is_crop_and_resize() -> None:
