@@ -106,3 +106,18 @@ class JitteredGt:
         rand = torch.cat([xy, xy + 8 + torch.rand(self.n, 2, generator=g) * self.max_extra], 1)
         jit = gt.repeat(4, 1) + torch.randn(4 * len(gt), 4, generator=g) * self.jitter
         return torch.cat([jit, rand])
+
+
+def adam_steps(model: nn.Module, images: Tensor, targets: list[Target], steps: int, lr: float) -> list[dict[str, float]]:
+    """Train ``model`` (put in train mode) for ``steps`` Adam steps on one fixed batch; returns each
+    step's loss terms, measured before that step, plus their sum under ``"loss"``."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        out = model(images, targets)
+        history.append({"loss": out.loss.item(), **{k: v.item() for k, v in out.losses.items()}})
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return history

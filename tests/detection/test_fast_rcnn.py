@@ -10,7 +10,7 @@ from convsight.detection.roi_heads import RoIHeadConfig
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
 
-from .conftest import JitteredGt, scene_batch
+from .conftest import adam_steps, JitteredGt, scene_batch
 
 SIZE = (96, 96)
 HEAD = RoIHeadConfig(rois_per_image=32, pool_size=4, hidden=64)
@@ -55,15 +55,7 @@ def test_contract(batch) -> None:
 
 def test_training_reduces_loss(batch) -> None:
     images, targets = batch
-    model = _model(batch).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = []
-    for _ in range(30):
-        loss = model(images, targets).loss
-        history.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    history = [h["loss"] for h in adam_steps(_model(batch), images, targets, steps=30, lr=1e-3)]
     first, final = history[0], sum(history[-5:]) / 5
     assert final < 0.3 * first, (first, final)
 

@@ -11,7 +11,7 @@ from convsight.detection.rpn import RPNConfig
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
 
-from .conftest import scene_batch
+from .conftest import adam_steps, scene_batch
 
 SIZE = (96, 96)
 SMALL = dict(
@@ -74,16 +74,8 @@ def test_proposals_are_detached_but_rpn_learns(batch) -> None:
 
 def test_training_reduces_loss(batch) -> None:
     images, targets = batch
-    model = _model().train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = []
-    for _ in range(30):
-        out = model(images, targets)
-        history.append({k: v.item() for k, v in out.losses.items()})
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-    total = [sum(h.values()) for h in history]
+    history = adam_steps(_model(), images, targets, steps=30, lr=1e-3)
+    total = [h["loss"] for h in history]
     first, final = total[0], sum(total[-5:]) / 5
     assert final < 0.4 * first, (first, final)
     assert history[-1]["rpn_obj"] < 0.2 * history[0]["rpn_obj"]  # the RPN itself learns objectness

@@ -16,7 +16,7 @@ from convsight.detection.localization import (
 from convsight.detection.types import Detections, Target
 from convsight.errors import ConfigError
 
-from .conftest import scene_batch, make_target
+from .conftest import adam_steps, make_target, scene_batch
 
 SIZE = (64, 64)
 
@@ -112,15 +112,7 @@ def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None
 
     images, targets = batch
     model = build_detector("localization", num_classes=3, image_size=SIZE)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    model.train()
-    history = []
-    for _ in range(40):
-        loss = model(images, targets).loss
-        history.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    history = [h["loss"] for h in adam_steps(model, images, targets, steps=40, lr=2e-3)]
     # Train-mode losses: with batch 4 and 40 steps BatchNorm's running statistics are not settled
     # yet, so an eval-mode loss would measure BatchNorm, not the fit.
     first, final = history[0], sum(history[-3:]) / 3

@@ -18,7 +18,7 @@ from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
 
-from .conftest import JitteredGt, scene_batch
+from .conftest import adam_steps, JitteredGt, scene_batch
 
 SIZE = (64, 64)
 
@@ -117,15 +117,7 @@ def test_contract(batch: tuple[torch.Tensor, list[Target]]) -> None:
 
 def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None:
     images, targets = batch
-    model = _model(batch, rois_per_image=16).train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    history = []
-    for _ in range(25):
-        loss = model(images, targets).loss
-        history.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    history = [h["loss"] for h in adam_steps(_model(batch, rois_per_image=16), images, targets, steps=25, lr=2e-3)]
     first, final = history[0], sum(history[-5:]) / 5
     assert final < 0.3 * first, (first, final)
 

@@ -17,7 +17,7 @@ from convsight.detection.sliding_window import (
 from convsight.detection.types import Target
 from convsight.errors import ConfigError
 
-from .conftest import scene_batch
+from .conftest import adam_steps, scene_batch
 
 SIZE = (64, 64)
 
@@ -133,14 +133,7 @@ def test_conv_and_naive_detect_the_same(batch: tuple[torch.Tensor, list[Target]]
 
 def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None:
     images, targets = batch
-    model = _model(image_size=SIZE, window_shapes=((1, 1), (2, 2), (1, 2), (2, 1))).train()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(40):
-        loss = model(images, targets).loss
-        history.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    model = _model(image_size=SIZE, window_shapes=((1, 1), (2, 2), (1, 2), (2, 1)))
+    history = [h["loss"] for h in adam_steps(model, images, targets, steps=40, lr=3e-3)]
     first, final = history[0], sum(history[-5:]) / 5  # crops are resampled every step: average a few
     assert final < 0.2 * first, (first, final)

@@ -20,7 +20,7 @@ from convsight.ops.anchors import grid_anchors, ssd_default_box_config
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou
 
-from .conftest import scene_batch, make_target
+from .conftest import adam_steps, make_target, scene_batch
 
 SIZE = (64, 64)
 SMALL = dict(image_size=SIZE, extra_layers=1)  # maps 8x8, 4x4, 2x2, 1x1
@@ -185,13 +185,6 @@ def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None
 
     torch.manual_seed(0)
     images, targets = batch
-    model = build_detector("ssd", num_classes=3, **SMALL).train()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(20):
-        loss = model(images, targets).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    model = build_detector("ssd", num_classes=3, **SMALL)
+    losses = [h["loss"] for h in adam_steps(model, images, targets, steps=20, lr=3e-3)]
     assert losses[-1] < 0.2 * losses[0], losses  # observed: 12.5 -> 0.27 after 20 steps

@@ -20,7 +20,7 @@ from convsight.detection.yolo import (
 from convsight.errors import ConfigError
 from convsight.ops.boxes import box_iou
 
-from .conftest import scene_batch, make_target
+from .conftest import adam_steps, make_target, scene_batch
 
 SIZE = (64, 64)  # a 4 x 4 grid of 16 px cells at stride 16
 
@@ -186,28 +186,14 @@ def test_contract_and_training(batch: tuple[torch.Tensor, list[Target]], overrid
     with pytest.raises(ValueError):
         model(torch.rand(1, 3, 32, 64))
 
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(30):
-        loss = model(images, targets).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append(loss.item())
+    history = [h["loss"] for h in adam_steps(model, images, targets, steps=30, lr=3e-3)]
     assert history[-1] < 0.25 * history[0], history  # observed 0.01 - 0.1
 
 
 def test_trained_model_detects_in_eval_mode(batch: tuple[torch.Tensor, list[Target]]) -> None:
     images, targets = batch
     model = _model()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(40):
-        loss = model(images, targets).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    adam_steps(model, images, targets, steps=40, lr=3e-3)
     with torch.no_grad():  # re-estimate BatchNorm statistics for the final weights (tiny-batch training)
         for _ in range(20):
             model(images)
