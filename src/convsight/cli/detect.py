@@ -104,16 +104,13 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def _arch_help() -> str:
-    return "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
-
-
+ARCH_HELP = "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
 ARCH_ALIASES = {"localize": "localization", "sliding": "sliding_window", "fast-rcnn": "fast_rcnn", "faster-rcnn": "faster_rcnn"}
 
 
 @app.command()
 def train(
-    arch: str = typer.Option(..., "--arch", help=f"Architecture: {_arch_help()}"),
+    arch: str = typer.Option(..., "--arch", help=f"Architecture: {ARCH_HELP}"),
     data: Path = typer.Option(..., "--data", help="Dataset folder (COCO/VOC/YOLO; with train/ and val/ or split here)."),
     val: Path | None = typer.Option(None, "--val", help="Separate validation dataset folder."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default runs/detect/ARCH)."),
@@ -196,14 +193,14 @@ def eval_(
     from convsight.io.formats import read_dataset
 
     model, names, path = _load_model(weights, arch, device)
-    _thresholds(model, None, iou)
     ds = read_dataset(data)
     if tuple(ds.class_names) != tuple(names):
         raise DatasetError(f"{data}: classes {list(ds.class_names)} differ from the detector's {list(names)}")
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(ds))
-        ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
-                             score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf)
+        with engine.thresholds(model, iou=iou):
+            ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
+                                 score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf)
     if plot is not None:
         from convsight.detection.plots import plot_pr_curves
 
@@ -213,14 +210,6 @@ def eval_(
         print_json(doc)
     else:
         print_metrics(ev.metrics, f"{model.arch} on {data} ({len(ds)} images, {ev.ms_per_image:.1f} ms/image)")
-
-
-def _thresholds(model, conf: float | None, iou: float | None) -> None:  # type: ignore[no-untyped-def]
-    import dataclasses
-
-    changes = {k: v for k, v in (("score_threshold", conf), ("iou_threshold", iou)) if v is not None}
-    if changes:
-        model.postprocess = dataclasses.replace(model.postprocess, **changes)
 
 
 @app.command()
@@ -245,14 +234,13 @@ def predict(
     from convsight.io.images import list_images, load_image, to_tensor
 
     model, names, _ = _load_model(weights, arch, device)
-    _thresholds(model, conf, iou)
     paths = [p for item in images for p in (list_images(item) if item.is_dir() else [item])]
     arrays = [load_image(p) for p in paths]  # all decoded (and checked) before any output is written
     dets = []
-    with Progress(console=err_console, transient=True) as bar:
+    with Progress(console=err_console, transient=True) as bar, engine.thresholds(model, conf, iou):
         task = bar.add_task("detecting", total=len(arrays))
         for start in range(0, len(arrays), batch_size):
-            chunk = [to_tensor(a) for a in arrays[start : start + batch_size]]
+            chunk = [to_tensor(a) for a in arrays[start : start + batch_size]]  # float copies one batch at a time
             dets += engine.predict(model, chunk, batch_size)
             bar.advance(task, len(chunk))
     write_predictions(out, paths, arrays, dets, names, overwrite=overwrite)

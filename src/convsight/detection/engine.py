@@ -10,7 +10,8 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from convsight.errors import ConfigError, DatasetError
 from convsight.io.annotations import AnnotationSet
 from convsight.io.formats import read_dataset
 from convsight.io.torch_data import DetectionDataset, collate_detection, resize_image
-from convsight.training import TrainConfig, Trainer, TrainResult, load_checkpoint
+from convsight.training import TrainConfig, Trainer, TrainResult, load_checkpoint, move_to
 
 
 def load_splits(data: str | os.PathLike[str], val: str | os.PathLike[str] | None = None, val_fraction: float = 0.2,
@@ -83,6 +84,19 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+@contextmanager
+def thresholds(model: Detector, score: float | None = None, iou: float | None = None) -> Iterator[Detector]:
+    """``model`` with its postprocess score / NMS IoU thresholds replaced (``None`` keeps its own)
+    inside the block, and restored after it."""
+    own = model.postprocess
+    changes = {k: v for k, v in (("score_threshold", score), ("iou_threshold", iou)) if v is not None}
+    model.postprocess = dataclasses.replace(own, **changes)
+    try:
+        yield model
+    finally:
+        model.postprocess = own
+
+
 @torch.no_grad()
 def predict(model: Detector, images: Sequence[Tensor], batch_size: int = 8) -> list[Detections]:
     """Detections for images ``(3, H_i, W_i)`` in ``[0, 1]`` of any size, in each image's own pixels."""
@@ -117,13 +131,11 @@ def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
 
     score_threshold: replaces the model's own for this evaluation (None keeps the model's).
     """
-    if score_threshold is not None and score_threshold != model.postprocess.score_threshold:
-        own = model.postprocess
-        model.postprocess = dataclasses.replace(own, score_threshold=score_threshold)
-        try:
-            return evaluate(model, annotations, batch_size, on_batch, None)
-        finally:
-            model.postprocess = own
+    with thresholds(model, score=score_threshold):
+        return _evaluate(model, annotations, batch_size, on_batch)
+
+
+def _evaluate(model: Detector, annotations: AnnotationSet, batch_size: int, on_batch: Callable[[int], None] | None) -> Evaluation:
     model.eval()
     device = model_device(model)
     loader = DataLoader(DetectionDataset(annotations, size=model.image_size), batch_size=batch_size, collate_fn=collate_detection)
@@ -131,7 +143,7 @@ def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
     loss_sum, seconds = 0.0, 0.0
     for images, targets in loader:
         t0 = time.perf_counter()
-        out = model(images.to(device), [dataclasses.replace(t, boxes=t.boxes.to(device), labels=t.labels.to(device)) for t in targets])
+        out = model(images.to(device), move_to(targets, device))
         seconds += time.perf_counter() - t0
         loss_sum += float(out.loss) * len(images)
         for t, det in zip(targets, out.detections, strict=True):
