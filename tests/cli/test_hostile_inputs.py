@@ -18,6 +18,25 @@ from safetensors.torch import save_file
 OUT = "OUT"  # placeholder for the command's output path
 
 
+def _write(path: Path, data: str | bytes) -> str:
+    """Write ``data`` to ``path``; returns the path as a command-line argument."""
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data)
+    return str(path)
+
+
+def _huge_png(path: Path) -> str:
+    Image.new("1", (30000, 30000)).save(path)  # tiny on disk, 900 megapixels decoded
+    return str(path)
+
+
+def _plain_weights(root: Path) -> str:
+    save_file({"w": torch.zeros(2)}, str(root / "b.safetensors"))  # valid safetensors, no detector metadata
+    return str(root / "b.safetensors")
+
+
 def _jpeg(path: Path) -> Path:
     buf = BytesIO()
     Image.fromarray(np.zeros((48, 48, 3), np.uint8) + 99).save(buf, "JPEG")
@@ -75,38 +94,36 @@ def _truncated(root: Path) -> Path:
 Case = tuple[str, Callable[[Path], list[str]], str]
 CASES: list[Case] = [
     ("truncated jpeg", lambda t: ["data", "verify", str(_truncated(t))], "truncated"),
-    ("zero-byte file", lambda t: ["data", "verify", str(t / "z.jpg")] if (t / "z.jpg").write_bytes(b"") == 0 else [], "empty file"),
-    ("text named .png", lambda t: ["data", "verify", str(t / "x.png")] if (t / "x.png").write_text("hello") else [], "not an image"),
-    ("30000x30000 png", lambda t: ["data", "verify", str(t / "h.png")] if Image.new("1", (30000, 30000)).save(t / "h.png") is None else [], "too large"),
+    ("zero-byte file", lambda t: ["data", "verify", _write(t / "z.jpg", b"")], "empty file"),
+    ("text named .png", lambda t: ["data", "verify", _write(t / "x.png", "hello")], "not an image"),
+    ("30000x30000 png", lambda t: ["data", "verify", _huge_png(t / "h.png")], "too large"),
     ("missing image", lambda t: ["data", "verify", str(t / "nope.jpg")], "not found"),
     ("empty folder", lambda t: ["data", "verify", str(t)], "no images"),
-    ("coco not json", lambda t: ["data", "info", str(t / "annotations.json")] if (t / "annotations.json").write_text("{oops") else [], "not valid JSON"),
+    ("coco not json", lambda t: ["data", "info", _write(t / "annotations.json", "{oops")], "not valid JSON"),
     ("coco missing key", lambda t: ["data", "info", str(_coco(t, categories=[{"id": 1}]))], "missing key 'name'"),
     ("coco box outside", lambda t: ["data", "info", str(_coco(t, annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [40, 40, 30, 30]}]))], "outside"),
     ("coco negative size", lambda t: ["data", "info", str(_coco(t, annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, -5, 5]}]))], "negative"),
     ("coco unknown image id", lambda t: ["data", "info", str(_coco(t, annotations=[{"id": 1, "image_id": 7, "category_id": 1, "bbox": [4, 4, 5, 5]}]))], "image"),
-    ("unknown dataset layout", lambda t: ["data", "info", str(t)] if (t / "readme.txt").write_text("x") else [], "no dataset found"),
-    ("convert into a file", lambda t: ["data", "convert", str(_coco(t / "d")), str(t / "f.txt"), "--to", "voc"]
-     if (t / "f.txt").write_text("x") else [], "not a folder"),
+    ("unknown dataset layout", lambda t: ["data", "info", str(Path(_write(t / "readme.txt", "x")).parent)], "no dataset found"),
+    ("convert into a file", lambda t: ["data", "convert", str(_coco(t / "d")), _write(t / "f.txt", "x"), "--to", "voc"], "not a folder"),
     ("convert into non-empty folder", lambda t: ["data", "convert", str(_coco(t / "d")), str(t / "d"), "--to", "voc"], "not empty"),
-    ("score: results not a list", lambda t: ["detect", "score", str(_coco(t) / "annotations.json"), str(t / "r.json")]
-     if (t / "r.json").write_text("{}") else [], "JSON list"),
+    ("score: results not a list", lambda t: ["detect", "score", str(_coco(t) / "annotations.json"), _write(t / "r.json", "{}")], "JSON list"),
     ("weights file missing", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(t / "w.safetensors"), "--out", OUT], "not found"),
-    ("truncated safetensors", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(t / "w.safetensors"), "--out", OUT]
-     if (t / "w.safetensors").write_bytes(_detector(t).read_bytes()[:64]) else [], "corrupt"),
+    ("truncated safetensors", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights",
+                                     _write(t / "w.safetensors", _detector(t).read_bytes()[:64]), "--out", OUT], "corrupt"),
     ("NaN in weights", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(_nan_detector(t)), "--out", OUT], "NaN"),
-    ("backbone file as detector", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(t / "b.safetensors"), "--out", OUT]
-     if save_file({"w": torch.zeros(2)}, str(t / "b.safetensors")) is None else [], "not a convsight detector"),
+    ("backbone file as detector", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", _plain_weights(t),
+                                           "--out", OUT], "not a convsight detector"),
     ("pickle with code", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(_pickle_ckpt(t)), "--out", OUT], "refused"),
     ("pickle, protocol 4", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(_pickle_ckpt(t, 4)), "--out", OUT],
      "objects other than tensors"),
-    ("predict on a broken image", lambda t: ["detect", "predict", str(t / "x.png"), "--weights", str(_detector(t)), "--out", OUT]
-     if (t / "x.png").write_text("no") else [], "not an image"),
+    ("predict on a broken image", lambda t: ["detect", "predict", _write(t / "x.png", "no"), "--weights", str(_detector(t)),
+                                             "--out", OUT], "not an image"),
     ("eval: classes differ", lambda t: ["detect", "eval", str(_coco(t / "d", categories=[{"id": 1, "name": "other"}])), "--weights", str(_detector(t))], "differ"),
     ("pretrain: no crops", lambda t: ["detect", "pretrain", str(t / "none"), "--out", OUT], "not found"),
     ("train: bad option value", lambda t: ["detect", "train", "--arch", "toy", "--data", str(_coco(t / "d")), "--set", 'postprocess={"iou_threshold": 2}', "--out", OUT],
      "NMS IoU threshold must lie in (0, 1]"),
-    ("demo over user files", lambda t: ["demo", "--out", str(t)] if (t / "mine.txt").write_text("x") else [], "not written by"),
+    ("demo over user files", lambda t: ["demo", "--out", str(Path(_write(t / "mine.txt", "x")).parent)], "not written by"),
 ]
 
 
