@@ -91,7 +91,7 @@ def lineage_table(val_dir: Path, size: int, n_time: int, weights_dir: Path | Non
             naive = dataclasses.replace(model.config, mode="naive")
             model_n = build_detector(arch, model.num_classes, naive).eval()
             model_n.load_state_dict(model.state_dict())
-            ms["sliding_window_naive"] = median_ms(lambda x, m=model_n: m(resize_image(x[0], m.image_size)[None]), images[:5])
+            ms["sliding_window_naive"] = median_ms(lambda x, m=model_n: m(resize_image(x[0], m.image_size)[None]), images)
             rows.append({**rows[-1], "method": "sliding_window (naive)", "mAP@0.5": "-", "mAP@[.5:.95]": "-",
                          "ms/image": f"{ms['sliding_window_naive']:.1f}"})
     return rows, ms
