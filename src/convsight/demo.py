@@ -7,7 +7,6 @@ stage), and what the evaluator reports for localisation noise. Later capabilitie
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 
 from convsight.cli.common import info
 from convsight.errors import ConfigError
+from convsight.io.atomic import write_json
 from convsight.report import Report, Section
 
 
@@ -100,7 +100,7 @@ def _evaluator_stage(report: Report, out: Path, data: Path, seed: int) -> None:
         images=[("pr_curves.png", "Precision-recall per class at IoU 0.5 (noise 0.05)")],
         table=rows,
     ))
-    (out / "evaluator.json").write_text(json.dumps(rows, indent=2))
+    write_json(out / "evaluator.json", rows)
 
 
 def prepare_out(out: str | Path) -> Path:
