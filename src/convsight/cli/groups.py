@@ -6,8 +6,6 @@ from __future__ import annotations
 import typer
 
 _PLANNED_HELP = {
-    "faces": "Faces: detect with landmarks, align, embed, verify, recognize against a gallery.",
-    "style": "Style transfer (Gatys et al.): VGG19 features, Gram matrices, J = (1-a)Jstyle + a Jcontent.",
     "serve": "Web page: upload an image, pick detect / faces / style, see the result.",
     "export": "Export models (ONNX) with decoding and NMS.",
 }
