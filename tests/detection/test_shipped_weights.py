@@ -1,0 +1,71 @@
+"""The detector files that ship in ``convsight/assets/detectors`` load and still detect.
+
+Each is scored on a freshly generated validation set (a seed no training run used), so a broken,
+truncated or mis-converted shipped file fails CI. Two levels:
+- a regression floor per file, a little under what the file measured when it shipped;
+- the issue's acceptance target (mAP@0.5 >= 0.85), marked xfail(strict) while a file is known not to
+  meet it: a strict xfail turns into a failure the day better weights ship, so the mark gets removed.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from convsight.detection import engine
+from convsight.detection.outputs import shipped_detector, shipped_detectors
+from convsight.detection.serialize import load_detector, read_detector_metadata
+from convsight.io.synth_writer import write_synthetic
+from convsight.io.synthetic import SynthConfig
+
+ARCHS = ("yolo", "ssd", "faster_rcnn")
+TARGET = 0.85
+# mAP@0.5 each file measured on five fresh 60-scene sets when it shipped: yolo 0.58-0.67,
+# ssd 0.74-0.84, faster_rcnn 0.84-0.87. Floors sit ~0.08 under the lowest.
+FLOOR = {"yolo": 0.50, "ssd": 0.66, "faster_rcnn": 0.76}
+# Archs whose shipped file reaches TARGET on this set (seed 2026: faster_rcnn 0.862, borderline: it
+# measured 0.844-0.872 on the five other sets).
+MEETS_TARGET = {"faster_rcnn"}
+
+
+@pytest.fixture(scope="module")
+def fresh_val(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return write_synthetic(tmp_path_factory.mktemp("fresh_val"), 60, SynthConfig(image_size=(256, 256)),
+                           seed=2026, fmt="coco", overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def scores(fresh_val) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    out = {}
+    with torch.no_grad():
+        for arch in ARCHS:
+            path = shipped_detector(arch)
+            assert path is not None, f"no shipped {arch} file"
+            model, names = load_detector(path)
+            assert tuple(names) == tuple(fresh_val.class_names)
+            out[arch] = engine.evaluate(model, fresh_val, batch_size=8).metrics.map50
+    return out
+
+
+def test_the_three_lineage_detectors_ship_small() -> None:
+    assert set(ARCHS) <= set(shipped_detectors())
+    total = sum(shipped_detector(a).stat().st_size for a in shipped_detectors())  # type: ignore[union-attr]
+    assert total < 30e6
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shipped_file_records_how_to_reproduce_it(arch: str) -> None:
+    meta = read_detector_metadata(shipped_detector(arch))  # type: ignore[arg-type]
+    assert meta["arch"] == arch and "convsight detect train" in meta["reproduce"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shipped_detector_is_above_its_regression_floor(arch: str, scores: dict[str, float]) -> None:
+    assert scores[arch] >= FLOOR[arch], f"{arch}: mAP@0.5 {scores[arch]:.3f} < floor {FLOOR[arch]}"
+
+
+@pytest.mark.parametrize("arch", [
+    a if a in MEETS_TARGET else pytest.param(a, marks=pytest.mark.xfail(
+        strict=True, reason="issue 4 target (>= 0.85) not met by the shipped file yet")) for a in ARCHS])
+def test_shipped_detector_meets_the_issue_target(arch: str, scores: dict[str, float]) -> None:
+    assert scores[arch] >= TARGET, f"{arch}: mAP@0.5 {scores[arch]:.3f} < {TARGET}"
