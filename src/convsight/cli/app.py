@@ -11,7 +11,7 @@ import warnings
 
 import typer
 
-from convsight.cli import data, detect, faces, groups, style
+from convsight.cli import data, detect, export, faces, serve, style
 from convsight.cli.common import JsonOption, print_json
 
 app = typer.Typer(
@@ -23,10 +23,10 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(detect.app, name="detect")
+app.add_typer(export.app, name="export")
 app.add_typer(faces.app, name="faces")
 app.add_typer(style.app, name="style")
-for _name, _sub in groups.PLANNED.items():
-    app.add_typer(_sub, name=_name)
+app.command(name="serve")(serve.serve)
 
 
 @app.command()

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Web page: upload an image, pick detect / faces / style, see the result.",
-                  invoke_without_command=True, add_completion=False)
 
-
-@app.callback()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the page to the network."),
     port: int = typer.Option(8000, min=1, max=65535),
     max_mb: float = typer.Option(10.0, "--max-mb", min=0.01, help="Largest upload accepted, in MB."),
     max_megapixels: float = typer.Option(25.0, "--max-megapixels", min=0.01, help="Largest decoded image."),
 ) -> None:
-    """Serve the page at http://HOST:PORT/ until interrupted."""
+    """Web page: upload an image, pick detect / faces / style, see the result (http://HOST:PORT/)."""
     import uvicorn
 
     from convsight.cli.common import info
