@@ -32,8 +32,10 @@ def test_demo_cli_writes_report(cli, tmp_path):
     r = cli("demo", "--out", out)
     assert r.code == 0, r.stderr
     assert "demo report:" in r.stderr and (out / "index.html").is_file()
-    for png in ("scenes.png", "pr_curves.png", "pretrain/loss_curve.png"):
+    for png in ("scenes.png", "detections.png", "pr_curves.png", "pretrain/loss_curve.png"):
         assert (out / png).stat().st_size > 0
+    shipped = {r["detector"]: r["mAP@0.5"] for r in json.loads((out / "detection.json").read_text())}
+    assert set(shipped) == {"YOLO", "SSD", "Faster R-CNN"} and min(shipped.values()) > 0.5
     rows = json.loads((out / "evaluator.json").read_text())
     # more box noise can only cost COCO mAP; the noiseless row is limited by the dropped objects only
     assert rows[0]["mAP@[.5:.95]"] > rows[1]["mAP@[.5:.95]"] > rows[2]["mAP@[.5:.95]"]

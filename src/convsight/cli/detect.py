@@ -107,9 +107,6 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 ARCH_HELP = "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
 # The most accurate of the shipped detectors (see the README table): what predict/eval use by default.
 DEFAULT_ARCH = "faster_rcnn"
-# What predict shows by default: models keep a low threshold (0.05) because mAP integrates over all
-# scores, but a picture with every 6% guess drawn on it is unreadable.
-PREDICT_CONF = 0.5
 ARCH_ALIASES = {"localize": "localization", "sliding": "sliding_window", "fast-rcnn": "fast_rcnn", "faster-rcnn": "faster_rcnn"}
 
 
@@ -223,7 +220,7 @@ def predict(
     out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Output folder: annotated images, results.json, images.json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
     arch: str | None = typer.Option(None, help="Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default)."),
-    conf: float = typer.Option(PREDICT_CONF, "--conf", help="Score threshold for what is drawn and written."),
+    conf: float | None = typer.Option(None, "--conf", help="Score threshold for what is drawn and written (default: 0.25 for YOLO, 0.5 otherwise)."),
     iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
     batch_size: int = typer.Option(8, min=1),
     device: str = typer.Option("auto"),
@@ -238,7 +235,10 @@ def predict(
     from convsight.detection.outputs import detections_doc, write_predictions
     from convsight.io.images import list_images, load_image, to_tensor
 
+    from convsight.detection.outputs import display_threshold
+
     model, names, _ = _load_model(weights, arch, device)
+    conf = display_threshold(model.arch) if conf is None else conf
     paths = [p for item in images for p in (list_images(item) if item.is_dir() else [item])]
     arrays = [load_image(p) for p in paths]  # all decoded (and checked) before any output is written
     dets = []

@@ -1,28 +1,18 @@
-"""``convsight demo``: an offline tour on bundled inputs, written to ``runs/demo/index.html``.
-
-At this stage of the product it shows the foundation: synthetic scenes in all three formats, a small
-backbone pretrained as a classifier on synthetic crops through the shared Trainer (YOLO's first
-stage), and what the evaluator reports for localisation noise. Later capabilities add their stages.
-"""
+"""Demo stages for the foundation: synthetic scenes in all three formats, a small backbone pretrained
+as a classifier on synthetic crops through the shared Trainer (YOLO's first stage), and what the
+evaluator reports for localisation noise."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from convsight.cli.common import info
-from convsight.errors import ConfigError
 from convsight.io.atomic import write_json
 from convsight.report import Report, Section
 
 
-_MARKER = ".convsight-demo"
-
-
-def _scenes_stage(report: Report, out: Path, seed: int) -> Path:
+def scenes_stage(report: Report, out: Path, seed: int) -> Path:
     from convsight.io.formats import read_dataset, write_dataset
     from convsight.io.images import load_image, save_image
     from convsight.io.synth_writer import write_synthetic
@@ -45,7 +35,7 @@ def _scenes_stage(report: Report, out: Path, seed: int) -> Path:
     return data
 
 
-def _pretrain_stage(report: Report, out: Path, seed: int) -> None:
+def pretrain_stage(report: Report, out: Path, seed: int) -> None:
     from convsight.backbones.pretrain import PretrainConfig, pretrain_backbone
     from convsight.io.synth_writer import write_crops
     from convsight.io.synthetic import SynthConfig
@@ -65,7 +55,7 @@ def _pretrain_stage(report: Report, out: Path, seed: int) -> None:
     ))
 
 
-def _evaluator_stage(report: Report, out: Path, data: Path, seed: int) -> None:
+def evaluator_stage(report: Report, out: Path, data: Path, seed: int) -> None:
     from convsight.detection.metrics import evaluate_detections
     from convsight.detection.plots import plot_pr_curves
     from convsight.detection.types import Detections
@@ -101,33 +91,3 @@ def _evaluator_stage(report: Report, out: Path, data: Path, seed: int) -> None:
         table=rows,
     ))
     write_json(out / "evaluator.json", rows)
-
-
-def prepare_out(out: str | Path) -> Path:
-    """An empty ``out`` folder, marked as the demo's. Only a folder an earlier demo made (or an empty one)
-    is wiped: ``--out`` pointing at the user's own files must never delete them."""
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / _MARKER).exists()):
-            raise ConfigError(f"{out}: exists and was not written by `convsight demo`; choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / _MARKER).write_text("written by convsight demo; the next demo run replaces this folder\n")
-    return out
-
-
-def run_demo(out: str | Path = "runs/demo", seed: int = 0) -> Path:
-    """Run every demo stage offline and write ``out/index.html``; returns its path."""
-    out = prepare_out(out)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    report = Report(out, "convsight demo", log=info)
-    with report.stage("synthetic scenes (COCO, VOC, YOLO)"):
-        data = _scenes_stage(report, out, seed)
-    with report.stage("pretrain the tiny backbone on synthetic crops"):
-        _pretrain_stage(report, out, seed)
-    with report.stage("evaluator on perturbed ground truth"):
-        _evaluator_stage(report, out, data, seed)
-    page = report.write()
-    info(f"demo report: {page.resolve()}")
-    return page

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-DETECT_CONF = 0.5  # what predict draws by default (see convsight.cli.detect.PREDICT_CONF)
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,10 @@ def detect(image: np.ndarray) -> TaskResult:
     from convsight.io.images import to_tensor
     from convsight.viz import draw_boxes
 
+    from convsight.detection.outputs import display_threshold
+
     model, names = _detector()
-    with torch.no_grad(), engine.thresholds(model, score=DETECT_CONF):
+    with torch.no_grad(), engine.thresholds(model, score=display_threshold(model.arch)):
         det = engine.predict(model, [to_tensor(image)])[0]
     drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
     objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
