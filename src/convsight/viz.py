@@ -1,4 +1,4 @@
-"""Drawing: boxes with labels on images, and contact sheets of several images."""
+"""Drawing: boxes with labels on images, faces with landmarks, and contact sheets of several images."""
 
 from __future__ import annotations
 
@@ -58,3 +58,17 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, cell: int = 25
         y0, x0 = pad + r * (cell + pad), pad + c * (cell + pad)
         sheet[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
     return sheet
+
+
+def draw_faces(image: np.ndarray, boxes: Tensor | np.ndarray, landmarks: Tensor | np.ndarray) -> np.ndarray:
+    """A copy of ``image`` ``(H, W, 3) uint8`` with each face box ``(N, 4)`` and its five landmark dots
+    ``(N, 5, 2)`` drawn (line width grows with the image so dots stay visible on large photos)."""
+    out = np.ascontiguousarray(image.copy())
+    thick = max(1, round(max(image.shape[:2]) / 400))
+    boxes = np.asarray(boxes.tolist() if isinstance(boxes, Tensor) else boxes, dtype=np.float64).reshape(-1, 4)
+    marks = np.asarray(landmarks.tolist() if isinstance(landmarks, Tensor) else landmarks, dtype=np.float64).reshape(-1, 5, 2)
+    for box, pts in zip(boxes, marks, strict=True):
+        cv2.rectangle(out, (round(box[0]), round(box[1])), (round(box[2]), round(box[3])), (0, 255, 0), thick, cv2.LINE_AA)
+        for x, y in pts:
+            cv2.circle(out, (round(x), round(y)), 2 * thick, (255, 0, 0), -1, cv2.LINE_AA)
+    return out

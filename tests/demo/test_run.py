@@ -36,6 +36,12 @@ def test_demo_cli_writes_report(cli, tmp_path):
         assert (out / png).stat().st_size > 0
     shipped = {r["detector"]: r["mAP@0.5"] for r in json.loads((out / "detection.json").read_text())}
     assert set(shipped) == {"YOLO", "SSD", "Faster R-CNN"} and min(shipped.values()) > 0.5
+    faces = json.loads((out / "faces.json").read_text())
+    # each altered portrait is recognised as its original, within the threshold
+    assert [(r["query"].split(" ")[0], r["answer"]) for r in faces["identify"]] == [
+        ("astronaut", "astronaut"), ("grace_hopper", "grace_hopper")]
+    for png in ("faces_detected.png", "faces_chips.png", "faces_distances.png"):
+        assert (out / png).stat().st_size > 0
     rows = json.loads((out / "evaluator.json").read_text())
     # more box noise can only cost COCO mAP; the noiseless row is limited by the dropped objects only
     assert rows[0]["mAP@[.5:.95]"] > rows[1]["mAP@[.5:.95]"] > rows[2]["mAP@[.5:.95]"]

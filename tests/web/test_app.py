@@ -80,3 +80,12 @@ def test_nothing_is_left_in_the_temp_dir(client, scene_png, tmp_path, monkeypatc
                                         (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"), (b"%PDF-1.7", None)])
 def test_sniffing(head: bytes, kind: str | None) -> None:
     assert sniff_image_type(head) == kind
+
+
+def test_faces_finds_the_astronaut(client) -> None:  # type: ignore[no-untyped-def]
+    from skimage import data
+
+    r = client.post("/api/run", files={"file": ("a.png", _png(data.astronaut()), "image/png")}, data={"task": "faces"})
+    assert r.status_code == 200, r.text
+    faces = r.json()["result"]["faces"]
+    assert len(faces) == 1 and len(faces[0]["landmarks"]) == 5

@@ -60,19 +60,6 @@ def _face_dicts(det: Any) -> list[dict[str, Any]]:
             for b, s, lm in zip(det.boxes, det.scores, det.landmarks, strict=True)]
 
 
-def _annotate(image: Any, det: Any) -> Any:
-    """A copy of ``image`` with each box and its five landmark dots drawn."""
-    import cv2
-
-    out = image.copy()
-    thick = max(1, round(max(image.shape[:2]) / 400))
-    for box, marks in zip(det.boxes.tolist(), det.landmarks.tolist(), strict=True):
-        cv2.rectangle(out, (round(box[0]), round(box[1])), (round(box[2]), round(box[3])), (0, 255, 0), thick)
-        for x, y in marks:
-            cv2.circle(out, (round(x), round(y)), 2 * thick, (255, 0, 0), -1)
-    return out
-
-
 @app.command()
 def detect(
     images: list[Path] = typer.Argument(..., help="Photos to search for faces."),
@@ -82,6 +69,7 @@ def detect(
 ) -> None:
     """Find faces: boxes, scores and five landmarks (eyes, nose, mouth corners)."""
     from convsight.io.images import load_image, save_image
+    from convsight.viz import draw_faces
 
     pipe, results = _pipeline(min_face_size), []
     for path in images:
@@ -90,7 +78,7 @@ def detect(
         results.append({"image": str(path), "faces": _face_dicts(det)})
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            save_image(_annotate(image, det), out / f"{path.stem}_faces{path.suffix or '.png'}")
+            save_image(draw_faces(image, det.boxes, det.landmarks), out / f"{path.stem}_faces{path.suffix or '.png'}")
     if as_json:
         print_json(results)
         return

@@ -49,4 +49,28 @@ def detect(image: np.ndarray) -> TaskResult:
     return TaskResult(drawn, {"model": "faster_rcnn (shipped)", "objects": objects})
 
 
-TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect}
+@lru_cache(maxsize=1)
+def _face_pipeline():  # type: ignore[no-untyped-def]
+    from convsight.faces.pipeline import FacePipeline
+
+    return FacePipeline.pretrained()
+
+
+def faces(image: np.ndarray) -> TaskResult:
+    """MTCNN faces with landmarks, each aligned and embedded by the dlib ResNet port."""
+    from convsight.viz import draw_faces
+
+    pipe = _face_pipeline()
+    found = pipe(image)
+    det = found.detections
+    listed = [{"box_xyxy": [round(float(v), 1) for v in box], "score": round(float(s), 4),
+               "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in marks],
+               "embedding_norm": round(float(e.norm()), 4)}
+              for box, s, marks, e in zip(det.boxes, det.scores, det.landmarks, found.embeddings, strict=True)]
+    dist = (found.embeddings[:, None] - found.embeddings[None]).norm(dim=-1) if len(found) > 1 else None
+    return TaskResult(draw_faces(image, det.boxes, det.landmarks),
+                      {"model": f"MTCNN + {pipe.embedder.embedder_id}", "faces": listed,
+                       "distances": None if dist is None else [[round(float(v), 4) for v in row] for row in dist]})
+
+
+TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect, "faces": faces}
