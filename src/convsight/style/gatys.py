@@ -1,0 +1,287 @@
+"""Gatys, Ecker & Bethge (2016), "Image Style Transfer Using Convolutional Neural Networks":
+optimise the pixels of an image so its encoder features have the content image's activations
+and the style image's Gram matrices, J = (1 - alpha) Jstyle + alpha Jcontent (:mod:`.losses`).
+
+What makes it fast without changing the result: the encoder is truncated after the last tap and
+never copied; style Grams and content features are computed once under no_grad; the forward runs
+channels-last, optionally under bfloat16 autocast (``precision="bf16"``; Grams and losses stay
+float32); L-BFGS runs as one call with exactly ``steps`` loss evaluations.
+
+Beyond the paper: colour preservation (:mod:`.colour`), several style images blended by weights
+(their Gram matrices averaged), coarse-to-fine multi-scale with a memory-aware maximum size,
+frames every N evaluations, deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convsight.errors import ConfigError, ConvsightWarning
+from convsight.style import colour
+from convsight.style.base import Stylizer
+from convsight.style.encoder import DEFAULT_ENCODER, StyleEncoder, build_encoder
+from convsight.style.losses import StyleContentLoss, StyleLossConfig
+
+StepCallback = Callable[[int, int, dict[str, float]], None]  # (evaluation, total, loss terms)
+
+
+@dataclass(frozen=True)
+class GatysConfig:
+    """Options of the optimisation. ``steps`` counts loss evaluations (per level when multi-scale)."""
+
+    alpha: float = 0.1
+    size: int = 256  # long side of the output, pixels
+    steps: int = 300
+    optimizer: str = "lbfgs"  # "lbfgs" (the paper's) | "adam"
+    lr: float = 0.02  # Adam only; L-BFGS uses lr 1
+    init: str = "content"  # "content" | "noise" | "style"
+    seed: int = 0
+    tv_weight: float = 0.0
+    colour: str = "none"  # "none" | "luminance" | "histogram" (see convsight.style.colour)
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal
+    levels: int = 1  # coarse-to-fine: sizes size / 2^(levels-1) ... size
+    max_size: int = 0  # 0 = from available memory (see max_side_for_memory)
+    frames_every: int = 0  # keep a snapshot every N evaluations (0 = none)
+    encoder: str = DEFAULT_ENCODER
+    weights: str = "imagenet"  # "imagenet" | "random" | a weights file
+    pooling: str = "avg"
+    input_norm: str = "auto"  # "auto" | "torchvision" | "caffe" (see convsight.style.encoder)
+    style_layers: tuple[tuple[str, float], ...] | None = None  # (tap, weight); None = encoder's, equal
+    content_layer: str | None = None
+    loss_normalization: str = "relative"  # "relative" | "paper" (see convsight.style.losses)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast for the encoder forward)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha={self.alpha}: must be in [0, 1]")
+        if not 16 <= self.size <= 8192:
+            raise ConfigError(f"size={self.size}: expected 16..8192 pixels")
+        if self.steps < 1:
+            raise ConfigError(f"steps={self.steps}: must be >= 1")
+        checks = (("optimizer", ("lbfgs", "adam")), ("init", ("content", "noise", "style")),
+                  ("colour", colour.MODES), ("precision", ("fp32", "bf16")))
+        for name, allowed in checks:
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if not 1 <= self.levels <= 5:
+            raise ConfigError(f"levels={self.levels}: expected 1..5")
+        if self.size >> (self.levels - 1) < 16:
+            raise ConfigError(f"levels={self.levels}: the coarsest level would be under 16 px at size {self.size}")
+        if self.lr <= 0 or self.tv_weight < 0 or self.frames_every < 0 or self.max_size < 0:
+            raise ConfigError("lr must be > 0; tv_weight, frames_every and max_size must be >= 0")
+
+
+@dataclass
+class GatysResult:
+    """image (3, H, W) in [0, 1]; history: loss terms per evaluation; frames: (evaluation, image)."""
+
+    image: Tensor
+    history: list[dict[str, float]] = field(default_factory=list)
+    frames: list[tuple[int, Tensor]] = field(default_factory=list)
+    time_s: float = 0.0
+    encoder: str = ""
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+
+
+def resize_long(x: Tensor, size: int) -> Tensor:
+    """(3, H, W) -> long side ``size`` (aspect kept), antialiased bilinear, clamped to [0, 1]."""
+    h, w = x.shape[-2:]
+    s = size / max(h, w)
+    hw = (max(1, round(h * s)), max(1, round(w * s)))
+    if hw == (h, w):
+        return x
+    return F.interpolate(x[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def max_side_for_memory(encoder: StyleEncoder, fraction: float = 0.5, memory: int | None = None) -> int:
+    """The largest square side whose optimisation should fit in ``fraction`` of available memory.
+
+    Activations per input pixel are measured with one 32x32 forward; a backward keeps them all and
+    adds gradients and temporaries of about the same size, hence x3 (float32).
+    """
+    count = 0
+
+    def hook(_m: object, _i: object, out: Tensor) -> None:
+        nonlocal count
+        count += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in encoder.features]
+    try:
+        with torch.no_grad():
+            encoder(torch.zeros(1, 3, 32, 32))
+    finally:
+        for h in handles:
+            h.remove()
+    bytes_per_px = 3 * 4 * count / (32 * 32)
+    budget = fraction * (memory if memory is not None else _available_memory())
+    return max(16, int(math.sqrt(budget / bytes_per_px)))
+
+
+class GatysStylizer(Stylizer):
+    """The style image(s) bound at construction; :meth:`stylize` / :meth:`run` optimise the pixels.
+
+    styles: one (3, H, W) image in [0, 1] or several (blended by ``config.style_blend``). encoder:
+    reuse a built :class:`StyleEncoder` (else one is built from the config). A
+    :class:`ConvsightWarning` names the encoder when it is not VGG19 with ImageNet weights.
+    """
+
+    name = "gatys"
+
+    def __init__(self, styles: Tensor | Sequence[Tensor], config: GatysConfig | None = None,
+                 encoder: StyleEncoder | None = None, callback: StepCallback | None = None) -> None:
+        self.config = config = config or GatysConfig()
+        self.styles = [styles] if isinstance(styles, Tensor) else list(styles)
+        if not self.styles or any(s.dim() != 3 or s.shape[0] != 3 for s in self.styles):
+            raise ConfigError("style images must be (3, H, W) tensors in [0, 1]")
+        if config.style_blend is not None and len(config.style_blend) != len(self.styles):
+            raise ConfigError(f"{len(config.style_blend)} blend weights for {len(self.styles)} style images")
+        self.callback = callback
+        if encoder is None:
+            spec_taps = None
+            if config.style_layers is not None or config.content_layer is not None:
+                spec_taps = [t for t, _ in self._layers_for(config.encoder)[0].items()]
+                spec_taps.append(self._layers_for(config.encoder)[1])
+            encoder = build_encoder(config.encoder, config.weights, config.pooling, spec_taps, config.input_norm)
+        self.encoder = encoder
+        weights, content_tap = self._layers_for(encoder.name)
+        self.loss_config = StyleLossConfig(weights, content_tap, config.alpha, config.tv_weight,
+                                           config.loss_normalization)
+        missing = [t for t in self.loss_config.taps if t not in encoder.taps]
+        if missing:
+            raise ConfigError(f"the encoder does not return tap(s) {missing}; build it with those taps")
+        if not encoder.is_reference:
+            warnings.warn(f"style transfer runs on {encoder.describe()}, not VGG19 with ImageNet weights "
+                          "(the paper's encoder); pictures differ from the paper's", ConvsightWarning, stacklevel=2)
+
+    def _layers_for(self, encoder_name: str) -> tuple[dict[str, float], str]:
+        from convsight.style.encoder import ENCODERS
+
+        spec = ENCODERS[encoder_name]
+        weights = dict(self.config.style_layers) if self.config.style_layers else dict.fromkeys(spec.style_taps, 1.0)
+        return weights, self.config.content_layer or spec.content_tap
+
+    def stylize(self, content: Tensor) -> Tensor:
+        return self.run(content).image
+
+    def run(self, content: Tensor) -> GatysResult:
+        """content (3, H, W) in [0, 1] -> :class:`GatysResult` (image long side = config.size)."""
+        cfg = self.config
+        if content.dim() != 3 or content.shape[0] != 3:
+            raise ConfigError(f"content must be a (3, H, W) image, got shape {tuple(content.shape)}")
+        size = cfg.size
+        limit = cfg.max_size or max_side_for_memory(self.encoder)
+        if size > limit:
+            warnings.warn(f"size {size} px would not fit in memory; using {limit} px (set max_size to override)",
+                          ConvsightWarning, stacklevel=2)
+            size = limit
+        sizes = [max(16, size >> (cfg.levels - 1 - i)) for i in range(cfg.levels)]
+        result = GatysResult(image=content, encoder=self.encoder.describe())
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(cfg.seed)
+        x: Tensor | None = None
+        for level, s in enumerate(sizes):
+            c = resize_long(content.float(), s)
+            styles = [resize_long(st.float(), s) for st in self.styles]
+            if cfg.colour == "luminance":
+                styles = [colour.match_luminance(st, c) for st in styles]
+                c_in = colour.luminance(c)
+            else:
+                if cfg.colour == "histogram":
+                    styles = [colour.match_colour(st, c) for st in styles]
+                c_in = c
+            if x is None:
+                x = self._init(c_in, styles[0], gen)
+            else:  # coarse-to-fine: the previous level's result, upsampled
+                x = F.interpolate(x[None], size=c_in.shape[-2:], mode="bilinear", align_corners=False)[0]
+            x = self._optimise(x, c_in, styles, result, offset=len(result.history))
+            if cfg.colour == "luminance":
+                x_out = colour.combine_luminance(x, c)
+            else:
+                x_out = x
+            result.sizes.append(tuple(x.shape[-2:]))  # type: ignore[arg-type]
+        result.image = x_out.clamp(0, 1)
+        result.time_s = time.perf_counter() - t0
+        return result
+
+    def _init(self, content: Tensor, style: Tensor, gen: Tensor | torch.Generator) -> Tensor:
+        if self.config.init == "content":
+            return content.clone()
+        if self.config.init == "style":
+            return F.interpolate(style[None], size=content.shape[-2:], mode="bilinear", align_corners=False)[0]
+        return torch.rand(content.shape, generator=gen)  # type: ignore[arg-type]
+
+    def _optimise(self, x0: Tensor, content: Tensor, styles: list[Tensor], result: GatysResult,
+                  offset: int = 0) -> Tensor:
+        cfg = self.config
+        bf16 = cfg.precision == "bf16"
+        enc = self.encoder.to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss_fn = StyleContentLoss(enc, self.loss_config, content, styles, cfg.style_blend)
+        x = x0.detach().clone()[None].contiguous().requires_grad_(True)  # L-BFGS views grads flat
+        total = cfg.steps * cfg.levels
+        evals = 0
+
+        def closure() -> Tensor:
+            nonlocal evals
+            if torch.is_grad_enabled():
+                opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                terms = loss_fn(x.contiguous(memory_format=torch.channels_last))
+            loss = terms.total.sum()
+            loss.backward()
+            evals += 1
+            values = terms.as_floats()
+            result.history.append(values)
+            step = offset + evals
+            if cfg.frames_every and step % cfg.frames_every == 0:
+                result.frames.append((step, x.detach()[0].clamp(0, 1).contiguous().clone()))
+            if self.callback is not None:
+                self.callback(step, total, values)
+            return loss
+
+        if cfg.optimizer == "lbfgs":
+            # One call with a budget of `steps` evaluations (the last line search may finish a few
+            # past it); tolerances 0 so it never stops early on a plateau. The strong-Wolfe line
+            # search halves the loss in far fewer evaluations than fixed steps on these losses.
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                [x], lr=1.0, max_iter=cfg.steps, max_eval=cfg.steps, tolerance_grad=0.0,
+                tolerance_change=0.0, history_size=50, line_search_fn="strong_wolfe")
+            opt.step(closure)
+            while evals < cfg.steps:  # L-BFGS stops early only on an exactly zero gradient
+                opt.step(closure)
+                if result.history[-1]["total"] == 0.0:
+                    break
+        else:
+            opt = torch.optim.Adam([x], lr=cfg.lr)
+            for _ in range(cfg.steps):
+                opt.step(closure)
+                with torch.no_grad():
+                    x.clamp_(0, 1)  # Adam's steps are small: keeping pixels valid costs nothing
+        return x.detach()[0].contiguous().clamp(0, 1)
+
+    def with_config(self, **changes: object) -> GatysStylizer:
+        """A stylizer for the same styles and encoder with some options changed (e.g. alpha)."""
+        new = GatysStylizer.__new__(GatysStylizer)
+        new.__dict__.update(self.__dict__)
+        new.config = replace(self.config, **changes)  # type: ignore[arg-type]
+        new.loss_config = replace(self.loss_config, alpha=new.config.alpha, tv_weight=new.config.tv_weight)
+        return new
