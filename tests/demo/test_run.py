@@ -40,7 +40,7 @@ def test_demo_cli_writes_report(cli, tmp_path):
     # each altered portrait is recognised as its original, within the threshold
     assert [(r["query"].split(" ")[0], r["answer"]) for r in faces["identify"]] == [
         ("astronaut", "astronaut"), ("grace_hopper", "grace_hopper")]
-    for png in ("faces_detected.png", "faces_chips.png", "faces_distances.png"):
+    for png in ("faces_detected.png", "faces_chips.png", "faces_distances.png", "style_sweep.png", "style_fast_mosaic.png"):
         assert (out / png).stat().st_size > 0
     rows = json.loads((out / "evaluator.json").read_text())
     # more box noise can only cost COCO mAP; the noiseless row is limited by the dropped objects only

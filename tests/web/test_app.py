@@ -89,3 +89,9 @@ def test_faces_finds_the_astronaut(client) -> None:  # type: ignore[no-untyped-d
     assert r.status_code == 200, r.text
     faces = r.json()["result"]["faces"]
     assert len(faces) == 1 and len(faces[0]["landmarks"]) == 5
+
+
+def test_style_returns_a_stylised_picture_of_the_same_size(client, scene_png) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/run", files={"file": ("a.png", scene_png, "image/png")}, data={"task": "style"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["output_size"] == [256, 256]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from convsight.cli.common import info
-from convsight.demo import detection, faces, foundation
+from convsight.demo import detection, faces, foundation, style
 from convsight.errors import ConfigError
 from convsight.report import Report
 
@@ -42,6 +42,8 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0) -> Path:
         detection.detection_stage(report, out, seed)
     with report.stage("faces: detect, align, embed, verify, recognise"):
         faces.faces_stage(report, out, seed)
+    with report.stage("style transfer: Gatys alpha sweep, feed-forward stylizer"):
+        style.style_stage(report, out, seed)
     with report.stage("pretrain the tiny backbone on synthetic crops"):
         foundation.pretrain_stage(report, out, seed)
     with report.stage("evaluator on perturbed ground truth"):

@@ -73,4 +73,27 @@ def faces(image: np.ndarray) -> TaskResult:
                        "distances": None if dist is None else [[round(float(v), 4) for v in row] for row in dist]})
 
 
-TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect, "faces": faces}
+@lru_cache(maxsize=1)
+def _fast_stylizer():  # type: ignore[no-untyped-def]
+    from convsight.style.fast import FastStylizer, resolve_model
+
+    return FastStylizer.load(resolve_model("mosaic"))
+
+
+STYLE_MAX_SIDE = 1024  # one forward pass; larger uploads are shrunk first so a request stays quick
+
+
+def style(image: np.ndarray) -> TaskResult:
+    """The shipped feed-forward stylizer (mosaic): instant, unlike Gatys' minutes of optimisation."""
+    from convsight.io.images import to_tensor, to_uint8
+    from convsight.style.gatys import resize_long
+
+    x = to_tensor(image)
+    if max(x.shape[-2:]) > STYLE_MAX_SIDE:
+        x = resize_long(x, STYLE_MAX_SIDE)
+    fast = _fast_stylizer()
+    return TaskResult(to_uint8(fast.stylize(x)), {"model": "feed-forward stylizer 'mosaic' (shipped)",
+                                                  "output_size": [int(x.shape[-1]), int(x.shape[-2])]})
+
+
+TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect, "faces": faces, "style": style}
