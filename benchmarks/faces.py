@@ -131,7 +131,7 @@ def detection_table(repeats: int) -> None:
     ours, theirs = MTCNN.pretrained(), facenet_mtcnn()
 
     def run_ours(img: np.ndarray) -> int:
-        return len(ours([torch.from_numpy(img).permute(2, 0, 1).float() / 255])[0])
+        return len(ours([torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255])[0])
 
     def run_theirs(img: np.ndarray) -> int:
         boxes, _ = theirs.detect(img)

@@ -29,3 +29,17 @@ def test_gram_is_float32_and_symmetric_for_bfloat16_input() -> None:
 def test_gram_rejects_wrong_rank() -> None:
     with pytest.raises(ValueError):
         gram_matrix(torch.rand(4, 8, 8))
+
+
+def test_bfloat16_and_channels_last_features_give_the_float32_gram() -> None:
+    import torch
+
+    from convsight.style.gram import gram_matrix
+
+    f = torch.relu(torch.randn(2, 32, 40, 24))
+    ref = gram_matrix(f)
+    same = gram_matrix(f.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(same, ref, rtol=1e-5, atol=1e-7)
+    half = gram_matrix(f.bfloat16())  # bf16 product, float32 accumulation: only the result is rounded
+    assert half.dtype == torch.float32
+    assert ((half - ref).abs() / ref.abs().clamp_min(1e-6)).max() < 0.01
