@@ -8,18 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from convsight.io.images import load_image, save_image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Small nets: on a busy 2-core machine two OpenMP threads spin-wait ~20x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

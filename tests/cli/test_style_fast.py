@@ -7,20 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 TINY = ("--steps", "3", "--size", "32", "--batch-size", "2", "--style-size", "48", "--channels", "8",
         "--residual-blocks", "1")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: a second thread only adds sync overhead (10x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

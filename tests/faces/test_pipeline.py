@@ -14,13 +14,7 @@ from convsight.faces.pipeline import FaceCountError, FacePipeline
 from convsight.io.images import save_image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """These nets are small: on a busy 2-core machine two OpenMP threads spin-wait ~20x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

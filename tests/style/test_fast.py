@@ -21,13 +21,7 @@ from convsight.style.fast import (
 SMALL = TransformerConfig(channels=8, n_residual=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: a second thread only adds sync overhead (10x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _stylizer(seed: int = 0) -> FastStylizer:

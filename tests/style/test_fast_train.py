@@ -17,13 +17,7 @@ from convsight.style.fast_train import ContentSampler, FastTrainConfig, Perceptu
 TINY = dict(size=32, batch_size=2, style_size=64, channels=8, n_residual=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: a second thread only adds sync overhead (10x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

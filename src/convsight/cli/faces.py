@@ -48,6 +48,16 @@ def _pipeline(min_face_size: float = 20.0) -> FacePipeline:
     return FacePipeline.pretrained(MTCNNConfig(min_face_size=min_face_size))
 
 
+def _existing_gallery(gallery: Path | None) -> Path:
+    """The gallery file to read (``--gallery`` or the default); a clear error when none exists yet."""
+    from convsight.errors import ConfigError
+
+    path = gallery or default_gallery_path()
+    if not path.is_file():
+        raise ConfigError(f"no gallery at {path}; enroll someone first")
+    return path
+
+
 def _gallery(path: Path | None, pipe: FacePipeline) -> Gallery:
     from convsight.faces.gallery import Gallery
 
@@ -177,9 +187,7 @@ def remove(
     """Remove every face of a person from the gallery."""
     from convsight.errors import ConfigError
 
-    path = gallery or default_gallery_path()
-    if not path.is_file():
-        raise ConfigError(f"no gallery at {path}; enroll someone first")
+    path = _existing_gallery(gallery)
     from convsight.faces.dlib_port import DlibResNet
     from convsight.faces.gallery import Gallery
 
@@ -222,13 +230,10 @@ def identify(
     as_json: bool = JsonOption,
 ) -> None:
     """Who is in the photo: the closest enrolled names per face, or "unknown" past the threshold."""
-    from convsight.errors import ConfigError
     from convsight.faces.pipeline import FaceCountError
     from convsight.faces.verification import default_threshold
 
-    path = gallery or default_gallery_path()
-    if not path.is_file():
-        raise ConfigError(f"no gallery at {path}; enroll someone first")
+    path = _existing_gallery(gallery)
     pipe = _pipeline()
     faces = pipe.faces_in(image)
     if len(faces) == 0:
