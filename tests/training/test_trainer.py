@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import warnings
 from collections import namedtuple
 from collections.abc import Callable
@@ -138,6 +139,22 @@ def test_metrics_files_and_loss_curve(tmp_path: Path, tiny_net: NetFactory, trai
 def test_training_lowers_the_loss(tmp_path: Path, tiny_net: NetFactory, train_data) -> None:
     result = Trainer(tiny_net(), train_data, None, _cfg(epochs=6, lr=0.3), tmp_path).fit()
     assert result.history[-1]["train_loss"] < 0.6 * result.history[0]["train_loss"]
+
+
+def test_bf16_precision_trains_in_channels_last_and_keeps_float32_weights(
+    tmp_path: Path, tiny_net: NetFactory, train_data, val_data
+) -> None:
+    seen: list[bool] = []
+    net = tiny_net()
+    net.conv.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    result = Trainer(net, train_data, val_data, _cfg(epochs=6, lr=0.3, precision="bf16"), tmp_path).fit()
+    assert result.history[-1]["train_loss"] < 0.6 * result.history[0]["train_loss"]
+    assert all(math.isfinite(h["val_loss"]) for h in result.history)
+    assert seen and all(seen)  # every forward (train and validation) got channels-last inputs
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    with pytest.raises(ConfigError, match="precision"):
+        _cfg(precision="fp16")
 
 
 class _NanAfter(nn.Module):

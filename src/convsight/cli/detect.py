@@ -126,6 +126,7 @@ def train(
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the heads only (transfer learning)."),
     sets: list[str] = typer.Option([], "--set", help="Any config option as key=value (repeatable), e.g. --set grid=7."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16: autocast + channels-last (~2x faster on CPUs with BF16)."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
     as_json: bool = JsonOption,
@@ -145,7 +146,7 @@ def train(
         overrides["freeze_backbone"] = True
     engine.config_with(name, overrides)  # a wrong architecture or option fails before any data is read
     train_set, val_set = engine.load_splits(data, val, seed=seed)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=1e-4,
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=1e-4, precision=precision,
                       warmup_epochs=min(1, epochs - 1), device=device, seed=seed)
     info(f"{name}: {len(train_set)} training and {len(val_set)} validation images, {len(train_set.class_names)} classes")
     r = engine.train(name, train_set, val_set, out or Path("runs/detect") / name, cfg, overrides, resume=resume)

@@ -153,7 +153,7 @@ class RoIHead(nn.Module):
     def predict(self, feature: Tensor, rois: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Per-image rois -> logits ``(M, C+1)`` and deltas ``(M, C, 4)`` (M = all rois, in order)."""
         s = self.config.pool_size
-        pooled = roi_pool(feature, [r.to(feature.dtype) for r in rois], output_size=s,
+        pooled = roi_pool(feature.float(), [r.float() for r in rois], output_size=s,
                           spatial_scale=1.0 / self.stride)  # (M, C_f, s, s)
         x = self.fc(pooled)  # (M, hidden)
         return self.cls(x), self.box(x).view(-1, self.num_classes, 4)  # (M, C+1), (M, C, 4)

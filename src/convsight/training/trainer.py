@@ -148,6 +148,8 @@ class Trainer:
             raise ConfigError("train_data is empty: nothing to train on")
         seed_everything(cfg.seed + info.rank)  # dropout etc. differ across ranks; DDP syncs the weights
         model = self.model.to(device)
+        if cfg.precision == "bf16":  # the layout oneDNN's bf16 convolutions run fastest in
+            model = model.to(memory_format=torch.channels_last)
         train_loader = self._loader(self.train_data, info, device, train=True)
         val_loader = self._loader(self.val_data, info, device, train=False) if self.val_data is not None else None
         steps_per_epoch = len(train_loader)
@@ -228,7 +230,12 @@ class Trainer:
         )  # fmt: skip
 
     def _losses(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
-        losses = dict(self.step_fn(model, batch))
+        if self.config.precision == "bf16":
+            device = next(model.parameters()).device
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                losses = {k: v.float() for k, v in self.step_fn(model, _channels_last(batch)).items()}
+        else:
+            losses = dict(self.step_fn(model, batch))
         check_losses(losses)
         return losses
 
@@ -361,6 +368,13 @@ class Trainer:
     def _write_records(self, state: _RunState, steps_per_epoch: int) -> None:
         write_metrics(self.out_dir, state.history, self.monitor, self.config.monitor_mode, state.best, state.best_epoch)
         plot_loss_curve(self.out_dir / "loss_curve.png", state.history, state.step_losses, steps_per_epoch)
+
+
+def _channels_last(batch: Any) -> Any:
+    """4-D image tensors of a batch ``(inputs, targets)`` in channels-last layout (values unchanged)."""
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor) and batch[0].ndim == 4:
+        return type(batch)([batch[0].contiguous(memory_format=torch.channels_last), *batch[1:]])
+    return batch
 
 
 def _length(data: Dataset[Any]) -> int | None:
