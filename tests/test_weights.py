@@ -172,6 +172,21 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(src.eval()(x)[-1], dst.eval()(x)[-1])
 
 
+def test_full_backbone_file_loads_into_a_truncated_backbone(tmp_path: Path) -> None:
+    """Faster R-CNN stops the tiny backbone at stride 16: a file saved from the whole backbone (e.g.
+    by `detect pretrain`) still loads, its deeper stages unused; a foreign key still fails."""
+    full = build_backbone("tiny")
+    path = W.save_backbone_weights(full, tmp_path / "full.safetensors")
+    short = build_backbone("tiny", out_levels=[16])
+    W.load_backbone_weights(short, path)
+    for k, v in short.state_dict().items():
+        assert torch.equal(v, full.state_dict()[k])
+    state = {**full.state_dict(), "head.weight": torch.zeros(1)}
+    W.save_state_dict(state, tmp_path / "foreign.safetensors", {"arch": "tiny"})
+    with pytest.raises(WeightsError, match="unexpected key 'head.weight'"):
+        W.load_backbone_weights(build_backbone("tiny", out_levels=[16]), tmp_path / "foreign.safetensors")
+
+
 def test_failed_save_keeps_previous_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = W.save_backbone_weights(build_backbone("tiny"), tmp_path / "tiny.safetensors")
     before = path.read_bytes()

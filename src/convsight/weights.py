@@ -306,12 +306,23 @@ def load_backbone_weights(
         arch = metadata.get("arch")
         if arch and arch != backbone.arch:
             raise WeightsError(f"{path}: holds weights for backbone {arch!r}, not {backbone.arch!r}")
-        load_state_dict_checked(backbone, state, str(path))
+        load_state_dict_checked(backbone, _without_deeper_stages(state, len(backbone.stages)), str(path))
         record = LoadedWeights(backbone.arch, requested, f"file:{path}", True)
     else:
         raise ConfigError(f"weights must be 'imagenet', 'random' or a file path, got {spec!r}")
     backbone.loaded_weights = record
     return record
+
+
+def _without_deeper_stages(state: dict[str, Tensor], built: int) -> dict[str, Tensor]:
+    """A backbone truncated at a shallower level (Faster R-CNN stops at stride 16) builds fewer stages
+    than the file was saved from: the deeper stages' weights are simply not needed. Everything else
+    stays strict (missing keys, shapes, NaN)."""
+    def stage(key: str) -> int | None:
+        parts = key.split(".")
+        return int(parts[1]) if len(parts) > 2 and parts[0] == "stages" and parts[1].isdigit() else None
+
+    return {k: v for k, v in state.items() if (i := stage(k)) is None or i < built}
 
 
 def _load_imagenet(backbone: Backbone, requested: str, allow_download: bool | None) -> LoadedWeights:
