@@ -105,8 +105,6 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 
 ARCH_HELP = "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
-# The most accurate of the shipped detectors (see the README table): what predict/eval use by default.
-DEFAULT_ARCH = "faster_rcnn"
 ARCH_ALIASES = {"localize": "localization", "sliding": "sliding_window", "fast-rcnn": "fast_rcnn", "faster-rcnn": "faster_rcnn"}
 
 
@@ -160,17 +158,11 @@ def train(
 
 
 def _load_model(weights: Path | None, arch: str | None, device: str):  # type: ignore[no-untyped-def]
-    from convsight.detection.outputs import shipped_detector, shipped_detectors
+    from convsight.detection.outputs import detector_file
     from convsight.detection.serialize import load_detector
-    from convsight.errors import ConfigError
     from convsight.training.distributed import resolve_device
 
-    if weights is None:
-        name = ARCH_ALIASES.get(arch or DEFAULT_ARCH, arch or DEFAULT_ARCH)
-        weights = shipped_detector(name)
-        if weights is None:
-            have = ", ".join(shipped_detectors()) or "none yet"
-            raise ConfigError(f"no shipped weights for {name!r} (shipped: {have}); pass --weights FILE from `convsight detect train`")
+    weights = detector_file(weights, ARCH_ALIASES.get(arch, arch) if arch else None)
     model, names = load_detector(weights)
     return model.to(resolve_device(device)), names, weights
 
@@ -233,10 +225,8 @@ def predict(
 
     from convsight.cli.common import err_console
     from convsight.detection import engine
-    from convsight.detection.outputs import detections_doc, write_predictions
+    from convsight.detection.outputs import detections_doc, display_threshold, write_predictions
     from convsight.io.images import list_images, load_image, to_tensor
-
-    from convsight.detection.outputs import display_threshold
 
     model, names, _ = _load_model(weights, arch, device)
     conf = display_threshold(model.arch) if conf is None else conf

@@ -19,18 +19,14 @@ TOLERANCE = 1e-3  # float32 reorderings give ~1e-5 on pixel boxes; anything near
 
 
 def _load(weights: Path | None, arch: str | None):  # type: ignore[no-untyped-def]
-    from convsight.cli.detect import ARCH_ALIASES, DEFAULT_ARCH
-    from convsight.detection.outputs import shipped_detector, shipped_detectors
+    from convsight.cli.detect import ARCH_ALIASES
+    from convsight.detection.outputs import DEFAULT_ARCH, detector_file
     from convsight.detection.serialize import load_detector
-    from convsight.errors import ConfigError
 
     name = ARCH_ALIASES.get(arch, arch) if arch else None
     if weights is None:
         name = name or DEFAULT_ARCH
-        weights = shipped_detector(name)
-        if weights is None:
-            raise ConfigError(f"no shipped weights for {name!r} (shipped: {', '.join(shipped_detectors()) or 'none'}); "
-                              "pass --weights FILE from `convsight detect train`")
+    weights = detector_file(weights, name)
     model, names = load_detector(weights, arch=name)
     return model.cpu(), names, weights
 

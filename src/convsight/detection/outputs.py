@@ -23,6 +23,9 @@ from convsight.io.images import save_image
 from convsight.viz import draw_boxes
 
 SHIPPED_DIR = "assets/detectors"  # inside the convsight package
+# The most accurate shipped detector (README table): what predict, eval, export and the web page use
+# when no file or architecture is named.
+DEFAULT_ARCH = "faster_rcnn"
 
 # What predict draws by default. Models keep a low score threshold (0.05) because mAP integrates over
 # all scores, but a picture with every 6% guess on it is unreadable. These are the scores of best F1
@@ -46,6 +49,21 @@ def shipped_detectors() -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name.removesuffix(".safetensors") for p in folder.iterdir() if p.name.endswith(".safetensors"))
+
+
+def detector_file(weights: Path | None, arch: str | None) -> Path:
+    """``weights`` when given, else the shipped file for ``arch`` (default :data:`DEFAULT_ARCH`);
+    a :class:`ConfigError` naming what does ship when there is none."""
+    from convsight.errors import ConfigError
+
+    if weights is not None:
+        return weights
+    name = arch or DEFAULT_ARCH
+    path = shipped_detector(name)
+    if path is None:
+        have = ", ".join(shipped_detectors()) or "none yet"
+        raise ConfigError(f"no shipped weights for {name!r} (shipped: {have}); pass --weights FILE from `convsight detect train`")
+    return path
 
 
 def detections_doc(paths: Sequence[Path], detections: Sequence[Detections], class_names: Sequence[str]) -> dict[str, Any]:

@@ -20,18 +20,14 @@ class TaskResult:
 
 @lru_cache(maxsize=1)
 def _detector():  # type: ignore[no-untyped-def]
-    from convsight.detection.outputs import shipped_detector
+    from convsight.detection.outputs import detector_file
     from convsight.detection.serialize import load_detector
-    from convsight.errors import WeightsError
 
-    path = shipped_detector("faster_rcnn")
-    if path is None:
-        raise WeightsError("no shipped detector in this installation")
-    return load_detector(path)
+    return load_detector(detector_file(None, None))
 
 
 def detect(image: np.ndarray) -> TaskResult:
-    """The shipped Faster R-CNN (trained on synthetic shapes) on the image."""
+    """The default shipped detector (Faster R-CNN, trained on synthetic shapes) on the image."""
     import torch
 
     from convsight.detection import engine
@@ -46,7 +42,7 @@ def detect(image: np.ndarray) -> TaskResult:
     drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
     objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
                for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
-    return TaskResult(drawn, {"model": "faster_rcnn (shipped)", "objects": objects})
+    return TaskResult(drawn, {"model": f"{model.arch} (shipped)", "objects": objects})
 
 
 @lru_cache(maxsize=1)
