@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -129,6 +131,27 @@ def test_perfect_prediction_has_no_box_or_class_error(kind: str) -> None:
     pred_box[0, 0, 0, 0, 0] += 0.5  # x off by half a cell: lambda_coord * 0.25
     box = yolo_loss(obj_logit, pred_box, cls_logit, enc, image_size=SIZE, kind=kind)["box"]
     assert box.item() == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize("kind", ["lecture", "yolov1"])
+def test_with_anchors_the_size_error_is_relative(kind: str) -> None:
+    """Anchors: sizes are learnt as log offsets, so a small and a big box each predicted at half
+    their width cost the same (on image fractions the small one would cost 100 times less)."""
+    anchors = torch.tensor([[0.05, 0.05], [0.5, 0.5]])
+    costs = []
+    for side, slot in ((3.2, 0), (32.0, 1)):  # 0.05 and 0.5 of the 64 px image, each on its own anchor
+        enc = encode_targets([_target([[16 - side / 2, 16 - side / 2, 16 + side / 2, 16 + side / 2]], [0])],
+                             (2, 2), SIZE, 3, boxes_per_cell=2, anchors=anchors)
+        assert enc["mask"][0, 0, 0, slot]
+        pred_box = enc["box"].clone()
+        obj_logit, cls_logit = torch.where(enc["mask"], 20.0, -20.0), enc["onehot"] * 50.0
+        assert yolo_loss(obj_logit, pred_box, cls_logit, enc, image_size=SIZE, kind=kind,
+                         anchors=anchors)["box"].item() == pytest.approx(0.0, abs=1e-5)
+        pred_box[0, 0, 0, slot, 2] *= 0.5
+        costs.append(yolo_loss(obj_logit, pred_box, cls_logit, enc, image_size=SIZE, kind=kind,
+                               anchors=anchors)["box"].item())
+    assert costs[0] == pytest.approx(costs[1], rel=1e-4)
+    assert costs[0] == pytest.approx(5.0 * math.log(2.0) ** 2, rel=1e-4)  # lambda_coord * log(1/2)^2
 
 
 @pytest.mark.parametrize("layout", ["per_box", "shared"])

@@ -26,7 +26,9 @@ Losses, summed over predictors and averaged over images (:func:`yolo_loss`):
   against 0 weighted by ``lambda_noobj`` (others); class SSE in cells with objects. (The paper
   regresses raw numbers; we squash through sigmoid/softmax so decoding always yields probabilities.)
 
-Set ``lambda_coord = lambda_noobj = 1`` for the lecture's unweighted sum.
+With anchor priors both losses measure the size error on the learnt offsets ``log(w / anchor)``
+(YOLOv2) instead of on ``w`` or ``sqrt(w)``. Set ``lambda_coord = lambda_noobj = 1`` for the
+lecture's unweighted sum.
 
 Scales: ``scales`` are backbone strides, one grid per stride (e.g. ``(16, 32)``). Without anchors an
 object goes to the scale whose stride is closest (in log) to a quarter of its size ``sqrt(w h)``;
@@ -252,14 +254,20 @@ def assign_responsible(pred_xyxy: Tensor, enc: dict[str, Tensor], anchors: bool)
 
 
 def yolo_loss(obj_logit: Tensor, pred_box: Tensor, cls_logit: Tensor, enc: dict[str, Tensor], *,
-              image_size: tuple[int, int], kind: str = "lecture", anchors: bool = False,
+              image_size: tuple[int, int], kind: str = "lecture", anchors: Tensor | None = None,
               lambda_coord: float = 5.0, lambda_noobj: float = 0.5) -> dict[str, Tensor]:
     """``{"obj", "noobj", "box", "cls"}`` of one grid, summed over predictors and divided by the
     batch size. ``obj_logit (B, Gh, Gw, nb)``, ``pred_box (B, Gh, Gw, nb, 4)`` YOLO coordinates,
-    ``cls_logit (B, Gh, Gw, nb|1, C)``, ``enc`` from :func:`encode_targets` (same device)."""
+    ``cls_logit (B, Gh, Gw, nb|1, C)``, ``enc`` from :func:`encode_targets` (same device);
+    ``anchors (nb, 2)``: the grid's priors, or None.
+
+    With anchors the net learns offsets from its priors, so the size error is measured on those
+    offsets, ``log(w / anchor_w)`` (YOLOv2): a 20 px box off by half its width costs as much as a
+    200 px one. (On image fractions, the small box's squared error is 100 times smaller, and small
+    objects never learn their size.)"""
     n = obj_logit.shape[0]
     pred_xyxy = yolo_to_xyxy(pred_box, image_size)
-    resp, slot = assign_responsible(pred_xyxy, enc, anchors)  # (B, Gh, Gw, nb) each
+    resp, slot = assign_responsible(pred_xyxy, enc, anchors is not None)  # (B, Gh, Gw, nb) each
     r = resp.to(obj_logit.dtype)
 
     def gather(x: Tensor) -> Tensor:  # per-slot gt -> per-predictor gt, (B, Gh, Gw, nb, K)
@@ -275,13 +283,16 @@ def yolo_loss(obj_logit: Tensor, pred_box: Tensor, cls_logit: Tensor, enc: dict[
     if kind == "lecture":
         bce = F.binary_cross_entropy_with_logits(obj_logit, r, reduction="none")
         obj, noobj = (bce * r).sum(), lambda_noobj * (bce * (1 - r)).sum()
-        box_err = ((pred_box - tgt_box) ** 2).sum(-1)
+        size_pred, size_tgt = pred_box[..., 2:], tgt_box[..., 2:]
     else:
         conf = obj_logit.sigmoid()
         iou = paired_iou(pred_xyxy, tgt_xyxy).detach()  # YOLOv1: confidence target = IoU(pred, gt)
         obj, noobj = (((conf - iou) ** 2) * r).sum(), lambda_noobj * ((conf**2) * (1 - r)).sum()
-        root = (pred_box[..., 2:] + 1e-9).sqrt(), tgt_box[..., 2:].sqrt()  # big boxes' errors matter less
-        box_err = ((pred_box[..., :2] - tgt_box[..., :2]) ** 2).sum(-1) + ((root[0] - root[1]) ** 2).sum(-1)
+        size_pred, size_tgt = (pred_box[..., 2:] + 1e-9).sqrt(), tgt_box[..., 2:].sqrt()  # big boxes' errors matter less
+    if anchors is not None:  # offsets from the priors (empty slots' zero targets are masked out below)
+        prior = anchors.to(pred_box)
+        size_pred, size_tgt = (pred_box[..., 2:].clamp(min=1e-9) / prior).log(), (tgt_box[..., 2:].clamp(min=1e-9) / prior).log()
+    box_err = ((pred_box[..., :2] - tgt_box[..., :2]) ** 2).sum(-1) + ((size_pred - size_tgt) ** 2).sum(-1)
     box = lambda_coord * (box_err * r).sum()
     return {"obj": obj / n, "noobj": noobj / n, "box": box / n, "cls": cls / n}
 
@@ -358,8 +369,8 @@ class YoloDetector(Detector):
                                  keep=[s == k for s in scale_of])
             enc = {key: v.to(raw.device) for key, v in enc.items()}
             obj, t, cls = split_raw(raw, cfg.num_boxes, self.num_classes, cfg.layout)
-            terms = yolo_loss(obj, box_from_raw(t, anc), cls, enc, image_size=size, kind=cfg.loss,
-                              anchors=anc is not None, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj)
+            terms = yolo_loss(obj, box_from_raw(t, anc), cls, enc, image_size=size, kind=cfg.loss, anchors=anc,
+                              lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj)
             total = {name: total.get(name, 0) + v for name, v in terms.items()}
         return total
 
