@@ -96,3 +96,24 @@ def test_bad_config() -> None:
         RoIHeadConfig(rois_per_image=0)
     with pytest.raises(ConfigError):
         RoIHeadConfig(box_weights=(1.0, 1.0, 0.0, 1.0))
+    with pytest.raises(ConfigError):
+        RoIHeadConfig(pooling="avg")
+
+
+def test_align_pooling_sees_where_a_sub_cell_object_sits() -> None:
+    """Two 6 px RoIs 8 px apart: max pooling rounds both to the same whole 16 px cell (same features at
+    both positions); RoIAlign samples where it really is (different features), and the head's
+    outputs keep their shapes."""
+    torch.manual_seed(0)
+    feature = torch.rand(1, 4, 4, 4)  # stride 16: a 64 px image
+    rois = [torch.tensor([[9.0, 9, 15, 15], [17.0, 17, 23, 23]])]  # both round to cell (1, 1) at 1/16
+    pooled = {}
+    for pooling in ("max", "align"):
+        head = RoIHead(4, 16, 3, RoIHeadConfig(pool_size=2, hidden=8, pooling=pooling))
+        captured = []
+        head.fc.register_forward_hook(lambda _m, inp, _out, c=captured: c.append(inp[0]))
+        logits, deltas = head.predict(feature, rois)
+        assert logits.shape == (2, 4) and deltas.shape == (2, 3, 4)
+        pooled[pooling] = captured[0]  # (2, 4, 2, 2): what the FC layers see
+    assert torch.equal(pooled["max"][0], pooled["max"][1])
+    assert not torch.allclose(pooled["align"][0], pooled["align"][1])

@@ -9,8 +9,10 @@ Given one feature map (a single level, e.g. stride 16) and region proposals per 
    without objects has no hard negatives, so there every proposal is a background candidate. Per image
    ``rois_per_image`` (128) are drawn with up to ``positive_fraction`` (25%) foreground.
 2. RoI max pooling (``torchvision.ops.roi_pool``, ``spatial_scale = 1 / stride``) to ``pool_size x
-   pool_size``, two hidden FC layers, then ``C + 1`` class logits (index ``C`` is background) and
-   class-specific offsets ``(C, 4)`` (box coder weights ``(10, 10, 5, 5)``).
+   pool_size`` (or, with ``pooling="align"``, Mask R-CNN's RoIAlign: bilinear samples at the exact
+   sub-cell positions, where max pooling rounds a RoI to whole cells and so sees an object smaller
+   than a cell the same wherever it sits in it), two hidden FC layers, then ``C + 1`` class logits
+   (index ``C`` is background) and class-specific offsets ``(C, 4)`` (box coder weights ``(10, 10, 5, 5)``).
 3. Loss (:func:`roi_head_loss`): ``cls`` cross-entropy over the sample + ``box`` smooth L1 of the gt
    class's offsets on foreground rois, divided by the sample size (Fast R-CNN's normalisation).
 4. Inference (:func:`decode_roi_predictions`): softmax, per-class decoding, clipping; then the
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import roi_pool
+from torchvision.ops import roi_align, roi_pool
 
 from convsight.detection.base import PostprocessConfig
 from convsight.detection.types import Detections, Target
@@ -34,12 +36,15 @@ from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes
 from convsight.ops.matching import BACKGROUND, IGNORE, match_boxes, sample_fg_bg
 
+POOLINGS = ("max", "align")
+
 
 @dataclass(frozen=True)
 class RoIHeadConfig:
     """fg_iou / bg_iou_low: foreground at IoU >= fg_iou, background in [bg_iou_low, fg_iou);
     rois_per_image, positive_fraction: training sample per image; pool_size: RoI pooling output side;
-    hidden: width of the two FC layers; box_weights: box coder weights."""
+    hidden: width of the two FC layers; box_weights: box coder weights; pooling: ``"max"`` (Fast
+    R-CNN's RoI max pooling) or ``"align"`` (RoIAlign, 2 x 2 bilinear samples a bin)."""
 
     fg_iou: float = 0.5
     bg_iou_low: float = 0.1
@@ -48,8 +53,11 @@ class RoIHeadConfig:
     pool_size: int = 7
     hidden: int = 256
     box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    pooling: str = "max"
 
     def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"roi head: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not 0.0 <= self.bg_iou_low <= self.fg_iou <= 1.0:
             raise ConfigError(f"roi head: need 0 <= bg_iou_low <= fg_iou <= 1, got {self.bg_iou_low}, {self.fg_iou}")
         if self.rois_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0:
@@ -153,8 +161,11 @@ class RoIHead(nn.Module):
     def predict(self, feature: Tensor, rois: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Per-image rois -> logits ``(M, C+1)`` and deltas ``(M, C, 4)`` (M = all rois, in order)."""
         s = self.config.pool_size
-        pooled = roi_pool(feature.float(), [r.float() for r in rois], output_size=s,
-                          spatial_scale=1.0 / self.stride)  # (M, C_f, s, s)
+        boxes, scale = [r.float() for r in rois], 1.0 / self.stride
+        if self.config.pooling == "align":
+            pooled = roi_align(feature.float(), boxes, output_size=s, spatial_scale=scale, sampling_ratio=2, aligned=True)
+        else:
+            pooled = roi_pool(feature.float(), boxes, output_size=s, spatial_scale=scale)  # (M, C_f, s, s)
         x = self.fc(pooled)  # (M, hidden)
         return self.cls(x), self.box(x).view(-1, self.num_classes, 4)  # (M, C+1), (M, C, 4)
 
