@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from convsight.cli.common import JsonOption, info, out_console, print_json
+from convsight.detection.defaults import DEFAULT_ARCH, thresholds_text
 
 app = typer.Typer(help="Object detection: the lineage from localization to YOLO and SSD.", no_args_is_help=True)
 
@@ -171,7 +172,7 @@ def _load_model(weights: Path | None, arch: str | None, device: str):  # type: i
 def eval_(
     data: Path = typer.Argument(..., help="Dataset folder (COCO/VOC/YOLO) or COCO .json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
-    arch: str | None = typer.Option(None, help="Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default)."),
+    arch: str | None = typer.Option(None, help=f"Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default {DEFAULT_ARCH.replace('_', '-')})."),
     conf: float | None = typer.Option(None, "--conf", help="Score threshold (default 0.01: mAP counts low scores too)."),
     iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
     batch_size: int = typer.Option(8, min=1),
@@ -212,8 +213,8 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
     out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Output folder: annotated images, results.json, images.json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
-    arch: str | None = typer.Option(None, help="Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default)."),
-    conf: float | None = typer.Option(None, "--conf", help="Score threshold for what is drawn and written (default: 0.25 for YOLO, 0.5 otherwise)."),
+    arch: str | None = typer.Option(None, help=f"Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default {DEFAULT_ARCH.replace('_', '-')})."),
+    conf: float | None = typer.Option(None, "--conf", help=f"Score threshold for what is drawn and written (default: each file's best-F1 score: {thresholds_text()})."),
     iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
     batch_size: int = typer.Option(8, min=1),
     device: str = typer.Option("auto"),
@@ -225,7 +226,8 @@ def predict(
 
     from convsight.cli.common import err_console
     from convsight.detection import engine
-    from convsight.detection.outputs import detections_doc, display_threshold, write_predictions
+    from convsight.detection.defaults import display_threshold
+    from convsight.detection.outputs import detections_doc, write_predictions
     from convsight.io.images import list_images, load_image, to_tensor
 
     model, names, _ = _load_model(weights, arch, device)

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from convsight.cli.common import JsonOption, info, print_json
+from convsight.detection.defaults import DEFAULT_ARCH
 
 app = typer.Typer(help="Export models (ONNX) with decoding in the graph.", no_args_is_help=True)
 
@@ -20,7 +21,7 @@ TOLERANCE = 1e-3  # float32 reorderings give ~1e-5 on pixel boxes; anything near
 
 def _load(weights: Path | None, arch: str | None):  # type: ignore[no-untyped-def]
     from convsight.cli.detect import ARCH_ALIASES
-    from convsight.detection.outputs import DEFAULT_ARCH, detector_file
+    from convsight.detection.outputs import detector_file
     from convsight.detection.serialize import load_detector
 
     name = ARCH_ALIASES.get(arch, arch) if arch else None
@@ -54,8 +55,8 @@ def onnx_detector(
     out: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write."),
     weights: Path | None = typer.Option(None, "--weights", "-w",
                                         help="Detector file (default: the shipped one for --arch)."),
-    arch: str | None = typer.Option(None, help="yolo, ssd or faster-rcnn: which shipped detector (default "
-                                               "faster-rcnn), or the architecture --weights must hold."),
+    arch: str | None = typer.Option(None, help=f"yolo, ssd or faster-rcnn: which shipped detector (default "
+                                               f"{DEFAULT_ARCH.replace('_', '-')}), or the architecture --weights must hold."),
     as_json: bool = JsonOption,
 ) -> None:
     """Export a detector (yolo, ssd, faster-rcnn) to ONNX: decoding in the graph, final NMS after it

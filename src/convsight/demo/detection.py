@@ -15,7 +15,8 @@ ARCHS = (("yolo", "YOLO"), ("ssd", "SSD"), ("faster_rcnn", "Faster R-CNN"))
 
 def detection_stage(report: Report, out: Path, seed: int, n_eval: int = 60, n_show: int = 4) -> None:
     from convsight.detection import engine
-    from convsight.detection.outputs import display_threshold, shipped_detector
+    from convsight.detection.defaults import display_threshold, thresholds_text
+    from convsight.detection.outputs import shipped_detector
     from convsight.detection.serialize import load_detector
     from convsight.io.images import save_image, to_tensor
     from convsight.io.synth_writer import write_synthetic
@@ -44,7 +45,7 @@ def detection_stage(report: Report, out: Path, seed: int, n_eval: int = 60, n_sh
         "Shipped detectors",
         f"The YOLO, SSD and Faster R-CNN files that ship with convsight (trained on 6000 synthetic scenes, "
         f"see the README), scored on {n_eval} fresh scenes (seed {seed + 2000}) and drawn on {n_show} more at "
-        f"the scores `predict` uses (best F1: YOLO 0.25, the others 0.5); timings are as measured in this run. The same as `convsight detect eval` / `convsight detect predict`.",
+        f"the scores `predict` uses (best F1 on 300 fresh scenes: {thresholds_text()}); timings are as measured in this run. The same as `convsight detect eval` / `convsight detect predict`.",
         images=[(report.rel(out / "detections.png"), "Rows: " + ", ".join(t for _, t in ARCHS))],
         table=rows,
     ))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from convsight.detection.defaults import DEFAULT_ARCH
 from convsight.detection.types import Detections
 from convsight.io.atomic import atomic_dir, write_json
 from convsight.io.coco import detections_to_coco_results
@@ -23,19 +24,6 @@ from convsight.io.images import save_image
 from convsight.viz import draw_boxes
 
 SHIPPED_DIR = "assets/detectors"  # inside the convsight package
-# The most accurate shipped detector (README table): what predict, eval, export and the web page use
-# when no file or architecture is named.
-DEFAULT_ARCH = "faster_rcnn"
-
-# What predict draws by default. Models keep a low score threshold (0.05) because mAP integrates over
-# all scores, but a picture with every 6% guess on it is unreadable. These are the scores of best F1
-# (IoU 0.5) of the shipped files on 100 fresh scenes (seed 4242); YOLO's scores (objectness x class
-# probability) run lower than the others'.
-DISPLAY_THRESHOLD = {"yolo": 0.25, "ssd": 0.5, "faster_rcnn": 0.5}
-
-
-def display_threshold(arch: str) -> float:
-    return DISPLAY_THRESHOLD.get(arch, 0.5)
 
 
 def shipped_detector(arch: str) -> Path | None:

@@ -27,14 +27,14 @@ def _detector():  # type: ignore[no-untyped-def]
 
 
 def detect(image: np.ndarray) -> TaskResult:
-    """The default shipped detector (Faster R-CNN, trained on synthetic shapes) on the image."""
+    """The default shipped detector (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on synthetic shapes) on the image."""
     import torch
 
     from convsight.detection import engine
     from convsight.io.images import to_tensor
     from convsight.viz import draw_boxes
 
-    from convsight.detection.outputs import display_threshold
+    from convsight.detection.defaults import display_threshold
 
     model, names = _detector()
     with torch.no_grad(), engine.thresholds(model, score=display_threshold(model.arch)):
