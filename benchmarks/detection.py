@@ -43,6 +43,14 @@ from convsight.io.torch_data import resize_image
 
 PAPER_WARP = 224  # R-CNN warps every proposal to 227 x 227 (Girshick et al. 2014)
 ARCHS = ("localization", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "yolo", "ssd")
+# arch -> (ms key, row label, config changes): the same weights timed again in another form.
+VARIANTS = {
+    # R-CNN's net on the paper's 227 px warps (224 here, a multiple of the stride); global pooling: the
+    # weights fit any warp size.
+    "rcnn": ("rcnn_paper", f"rcnn (warp {PAPER_WARP})", {"warp_size": PAPER_WARP}),
+    # The naive form: crop, resize, classify each window.
+    "sliding_window": ("sliding_window_naive", "sliding_window (naive)", {"mode": "naive"}),
+}
 
 
 def median_ms(fn: Callable[[torch.Tensor], object], images: list[torch.Tensor]) -> float:
@@ -92,21 +100,14 @@ def lineage_table(val_dir: Path, size: int, n_time: int, weights_dir: Path | Non
         rows.append({"method": arch, "weights": origin, "input": "x".join(map(str, model.image_size)),
                      "mAP@0.5": f"{ev.metrics.map50:.3f}" if ev else "-", "mAP@[.5:.95]": f"{ev.metrics.map:.3f}" if ev else "-",
                      "ms/image": f"{ms[arch]:.1f}", "params": f"{num_parameters(model) / 1e6:.2f}M"})
-        if arch == "rcnn":  # the same net on the paper's 227 px warps (224 here, a multiple of the stride)
-            paper = dataclasses.replace(model.config, warp_size=PAPER_WARP)
-            model_p = build_detector(arch, model.num_classes, paper).eval()
-            model_p.load_state_dict(model.state_dict())  # global pooling: the weights fit any warp size
-            model_p.proposer = cache
-            ms["rcnn_paper"] = median_ms(lambda x, m=model_p: m(resize_image(x[0], m.image_size)[None]), images)
-            rows.append({**rows[-1], "method": f"rcnn (warp {PAPER_WARP})", "mAP@0.5": "-", "mAP@[.5:.95]": "-",
-                         "ms/image": f"{ms['rcnn_paper']:.1f}"})
-        if arch == "sliding_window":  # the same weights in the naive form: crop, resize, classify each window
-            naive = dataclasses.replace(model.config, mode="naive")
-            model_n = build_detector(arch, model.num_classes, naive).eval()
-            model_n.load_state_dict(model.state_dict())
-            ms["sliding_window_naive"] = median_ms(lambda x, m=model_n: m(resize_image(x[0], m.image_size)[None]), images)
-            rows.append({**rows[-1], "method": "sliding_window (naive)", "mAP@0.5": "-", "mAP@[.5:.95]": "-",
-                         "ms/image": f"{ms['sliding_window_naive']:.1f}"})
+        if arch in VARIANTS:  # the same weights in another config, timed on the same images
+            key, label, changes = VARIANTS[arch]
+            variant = build_detector(arch, model.num_classes, dataclasses.replace(model.config, **changes)).eval()
+            variant.load_state_dict(model.state_dict())
+            if hasattr(variant, "proposer"):
+                variant.proposer = cache
+            ms[key] = median_ms(lambda x, m=variant: m(resize_image(x[0], m.image_size)[None]), images)
+            rows.append({**rows[-1], "method": label, "mAP@0.5": "-", "mAP@[.5:.95]": "-", "ms/image": f"{ms[key]:.1f}"})
     return rows, ms, configs
 
 

@@ -5,10 +5,11 @@
 
 The lecture's YOLO/SSD recipe: take a backbone pretrained as a classifier, freeze it, train only the
 detection heads (`convsight detect train --freeze-backbone --backbone-weights ...`). Every row trains
-the same SSD head (the shipped SSD's default boxes), loss, data (synthetic scenes, seed 11), optimiser (AdamW, lr 2e-3, batch 16, bf16
-autocast where the CPU has it) for the same wall-clock seconds, then scores mAP on the detection
-benchmark's validation set (100 fresh scenes, seed 777). Frozen rows do no backward pass through the
-backbone, so they also fit more steps into the time; that is part of what freezing buys.
+the same SSD head (the shipped SSD's default boxes), loss, data (synthetic scenes, seed 11) and
+optimiser (AdamW, lr 2e-3, batch 16, bf16 autocast where the CPU has it) for the same wall-clock
+seconds, then scores mAP on the detection benchmark's validation set (100 fresh scenes, seed 777).
+Frozen rows do no backward pass through the backbone, so they also fit more steps into the time;
+that is part of what freezing buys.
 
 Rows: the tiny CPU backbone from scratch; the tiny backbone pretrained on synthetic crops
 (`convsight detect pretrain`, its own time printed), frozen, then fine-tuned with everything (the

@@ -283,15 +283,16 @@ def yolo_loss(obj_logit: Tensor, pred_box: Tensor, cls_logit: Tensor, enc: dict[
     if kind == "lecture":
         bce = F.binary_cross_entropy_with_logits(obj_logit, r, reduction="none")
         obj, noobj = (bce * r).sum(), lambda_noobj * (bce * (1 - r)).sum()
-        size_pred, size_tgt = pred_box[..., 2:], tgt_box[..., 2:]
     else:
         conf = obj_logit.sigmoid()
         iou = paired_iou(pred_xyxy, tgt_xyxy).detach()  # YOLOv1: confidence target = IoU(pred, gt)
         obj, noobj = (((conf - iou) ** 2) * r).sum(), lambda_noobj * ((conf**2) * (1 - r)).sum()
-        size_pred, size_tgt = (pred_box[..., 2:] + 1e-9).sqrt(), tgt_box[..., 2:].sqrt()  # big boxes' errors matter less
+    size_pred, size_tgt = pred_box[..., 2:], tgt_box[..., 2:]
     if anchors is not None:  # offsets from the priors (empty slots' zero targets are masked out below)
         prior = anchors.to(pred_box)
-        size_pred, size_tgt = (pred_box[..., 2:].clamp(min=1e-9) / prior).log(), (tgt_box[..., 2:].clamp(min=1e-9) / prior).log()
+        size_pred, size_tgt = (size_pred.clamp(min=1e-9) / prior).log(), (size_tgt.clamp(min=1e-9) / prior).log()
+    elif kind == "yolov1":  # sqrt: big boxes' errors matter less
+        size_pred, size_tgt = (size_pred + 1e-9).sqrt(), size_tgt.sqrt()
     box_err = ((pred_box[..., :2] - tgt_box[..., :2]) ** 2).sum(-1) + ((size_pred - size_tgt) ** 2).sum(-1)
     box = lambda_coord * (box_err * r).sum()
     return {"obj": obj / n, "noobj": noobj / n, "box": box / n, "cls": cls / n}

@@ -27,7 +27,8 @@ def _detector():  # type: ignore[no-untyped-def]
 
 
 def detect(image: np.ndarray) -> TaskResult:
-    """The default shipped detector (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on synthetic shapes) on the image."""
+    """The default shipped detector (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on
+    synthetic shapes) on the image."""
     import torch
 
     from convsight.detection import engine
