@@ -135,3 +135,21 @@ def test_postprocess_class_specific_boxes_and_flat_scores() -> None:
     assert flat.labels.tolist() == [4] and flat.labels.dtype == torch.int64
     with pytest.raises(ValueError, match="labels"):
         postprocess_detections(boxes[:, 0], torch.tensor([0.9]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 60), st.integers(1, 5), st.sampled_from([0.0, 0.05, 0.3, 0.9]), st.integers(0, 2**31 - 1))
+def test_postprocess_drops_background_rows_without_changing_the_result(n: int, c: int, thr: float, seed: int) -> None:
+    """Rows whose best score is under the threshold are dropped before the (N, C) expansion; the
+    detections must be exactly those of running NMS on every (box, class) pair above it."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.randint(0, 40, (n, 2), generator=g).float()
+    boxes = torch.cat([xy, xy + torch.randint(2, 20, (n, 2), generator=g).float()], 1)  # (N, 4)
+    scores = torch.rand(n, c, generator=g) ** 3  # mostly low: many rows entirely under the threshold
+    got = postprocess_detections(boxes, scores, iou_threshold=0.4321, score_threshold=thr, topk=None)
+    pairs = boxes[:, None, :].expand(n, c, 4).reshape(-1, 4)
+    flat, labels = scores.reshape(-1), torch.arange(c).repeat(n)
+    keep = batched_nms_topk(pairs, flat, labels, 0.4321, thr)
+    assert got.scores.tolist() == flat[keep].tolist()
+    assert got.labels.tolist() == labels[keep].tolist()
+    assert got.boxes.tolist() == pairs[keep].tolist()
