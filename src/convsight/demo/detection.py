@@ -16,6 +16,7 @@ ARCHS = (("yolo", "YOLO"), ("ssd", "SSD"), ("faster_rcnn", "Faster R-CNN"))
 def detection_stage(report: Report, out: Path, seed: int, n_eval: int = 60, n_show: int = 4) -> None:
     from convsight.detection import engine
     from convsight.detection.defaults import display_threshold, thresholds_text
+    from convsight.detection.inference import optimize_for_inference
     from convsight.detection.outputs import shipped_detector
     from convsight.detection.serialize import load_detector
     from convsight.io.images import save_image, to_tensor
@@ -33,9 +34,10 @@ def detection_stage(report: Report, out: Path, seed: int, n_eval: int = 60, n_sh
             if path is None:
                 continue
             model, names = load_detector(path)
-            ev = engine.evaluate(model, val, batch_size=8)
+            params = sum(p.numel() for p in model.parameters())  # before BatchNorm is folded away
+            ev = engine.evaluate(optimize_for_inference(model), val, batch_size=8)  # as `detect eval` runs it
             rows.append({"detector": title, "mAP@0.5": ev.metrics.map50, "mAP@[.5:.95]": ev.metrics.map,
-                         "ms/image (batch 8)": ev.ms_per_image, "params": f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"})
+                         "ms/image (batch 8)": ev.ms_per_image, "params": f"{params / 1e6:.2f}M"})
             with engine.thresholds(model, score=display_threshold(arch)):
                 dets = engine.predict(model, [to_tensor(s.image) for s in shown])
             tiles += [draw_boxes(s.image, d.boxes, d.labels, names, d.scores) for s, d in zip(shown, dets, strict=True)]

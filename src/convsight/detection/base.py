@@ -67,17 +67,25 @@ class Detector(nn.Module):
         config: the frozen config dataclass the detector was built from.
         num_classes: object classes (background, where a method has one, is extra and internal).
         postprocess: a :class:`PostprocessConfig`; replace it to change thresholds at inference.
+        inference_only: True once BatchNorm has been folded into the convs (no training, no saving).
     """
 
     arch: str
     config: Any
     num_classes: int
     postprocess: PostprocessConfig
+    inference_only: bool = False  # set by detection.inference.optimize_for_inference (BN folded away)
 
     @property
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` the detector takes."""
         return tuple(self.config.image_size)  # type: ignore[return-value]
+
+    def train(self, mode: bool = True) -> Detector:
+        if mode and self.inference_only:
+            raise ConfigError(f"{self.arch}: this detector was optimised for inference (BatchNorm folded into "
+                              "the convs) and cannot be trained; load the weights file again to train")
+        return super().train(mode)
 
     def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:  # pragma: no cover
         raise NotImplementedError

@@ -66,6 +66,9 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 def save_detector(model: Detector, path: str | os.PathLike[str], class_names: Sequence[str],
                   extra: dict[str, str] | None = None) -> Path:
     """Write ``model``'s weights and rebuild information to ``path`` (``.safetensors``), atomically."""
+    if model.inference_only:
+        raise ValueError(f"{model.arch}: an inference-optimised detector (BatchNorm folded) cannot be saved; "
+                         "save the model before detection.inference.optimize_for_inference")
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for a {model.num_classes}-class detector")
     meta = {"format": FORMAT, "arch": model.arch, "num_classes": str(model.num_classes),

@@ -20,10 +20,12 @@ class TaskResult:
 
 @lru_cache(maxsize=1)
 def _detector():  # type: ignore[no-untyped-def]
+    from convsight.detection.inference import optimize_for_inference
     from convsight.detection.outputs import detector_file
     from convsight.detection.serialize import load_detector
 
-    return load_detector(detector_file(None, None))
+    model, names = load_detector(detector_file(None, None))
+    return optimize_for_inference(model), names
 
 
 def detect(image: np.ndarray) -> TaskResult:

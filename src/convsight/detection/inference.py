@@ -1,0 +1,68 @@
+"""A trained detector made faster for inference, with the same outputs (within float rounding).
+
+:func:`optimize_for_inference` is what a deployment step does to a trained convnet before serving it
+(as Ultralytics' ``model.fuse()`` and TensorRT / oneDNN graph passes do):
+
+- **Conv + BatchNorm folding.** In eval mode a BatchNorm is a fixed per-channel affine map, so it
+  folds into the convolution before it (``w' = w * gamma / sigma``, ``b' = (b - mu) * gamma / sigma +
+  beta``; ``torch.nn.utils.fusion.fuse_conv_bn_eval``). One pass over the feature map less per
+  layer: on the tiny backbone, whose maps are large and whose convs are cheap, that pass is a
+  large share of the time.
+- **Channels-last weights.** oneDNN's CPU kernels, depthwise ones above all, run in NHWC; with
+  NCHW weights every conv converts its input and output.
+
+Measured on the shipped detectors (``benchmarks/detection.py`` prints both columns): see the README.
+The folded model cannot be trained or saved any more (its BatchNorm statistics are gone), so
+:class:`~convsight.detection.base.Detector` refuses ``train()`` after this and
+:func:`~convsight.detection.serialize.save_detector` refuses to write it.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def fuse_conv_bn_(module: nn.Module) -> int:
+    """Fold every ``BatchNorm2d`` that directly follows a ``Conv2d`` inside an ``nn.Sequential`` of
+    ``module`` into that conv, in place (the BatchNorm becomes ``nn.Identity``); returns how many.
+
+    Only Sequential neighbours are folded: that is where "this BN reads that conv's output and
+    nothing else" holds by construction. ``module`` must be in eval mode (running statistics).
+    """
+    if module.training:
+        raise ValueError("fuse_conv_bn_: put the module in eval mode first (BatchNorm must use running statistics)")
+    count = 0
+    for child in module.modules():
+        if not isinstance(child, nn.Sequential):
+            continue
+        names = list(child._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = child._modules[a], child._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                child._modules[a] = fuse_conv_bn_eval(conv, bn)
+                child._modules[b] = nn.Identity()
+                count += 1
+    return count
+
+
+@torch.no_grad()
+def optimize_for_inference(model: M) -> M:
+    """``model`` in eval mode with Conv+BN folded and channels-last weights, in place (returned).
+
+    Meant for a :class:`~convsight.detection.base.Detector`, whose ``train()`` and saving then
+    refuse; any ``nn.Module`` works (the benchmark gives torchvision's detectors the same treatment).
+
+    Detections match the unfolded model's within float rounding (``tests/detection/test_inference.py``:
+    boxes within 1e-3 px, scores within 1e-4, on the shipped files). Calling it twice is harmless.
+    """
+    model.eval()
+    fuse_conv_bn_(model)
+    model.to(memory_format=torch.channels_last)
+    model.inference_only = True
+    return model
