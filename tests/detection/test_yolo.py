@@ -175,6 +175,7 @@ def test_decode_shapes_and_scores(layout: str) -> None:
 @pytest.mark.parametrize("bad", [
     {"layout": "grid"}, {"loss": "mse"}, {"scales": (32, 16)}, {"image_size": (100, 100)},
     {"anchors": ((0.1, 0.1),), "scales": (16, 32)}, {"anchors": ((20.0, 30.0),)}, {"boxes_per_cell": 0},
+    {"head": "dense"},
 ])
 def test_bad_config(bad: dict) -> None:
     with pytest.raises(ConfigError):
@@ -193,7 +194,7 @@ def test_config_grid_and_anchor_split() -> None:
     {}, {"loss": "yolov1"}, {"layout": "shared"}, {"layout": "shared", "loss": "yolov1"},
     {"anchors": ((0.2, 0.2), (0.4, 0.3))},
     {"scales": (8, 16), "anchors": ((0.1, 0.1), (0.2, 0.2), (0.3, 0.4), (0.5, 0.5)), "loss": "yolov1"},
-    {"scales": (8, 16)},
+    {"scales": (8, 16)}, {"head": "separable"},
 ])
 def test_contract_and_training(batch: tuple[torch.Tensor, list[Target]], overrides: dict) -> None:
     images, targets = batch
@@ -227,6 +228,26 @@ def test_trained_model_detects_in_eval_mode(batch: tuple[torch.Tensor, list[Targ
     first = out.detections[0]
     assert len(first) >= 2
     assert box_iou(first.boxes[:1], targets[0].boxes).max() > 0.5
+
+
+def test_separable_head_is_much_lighter() -> None:
+    """Same input and output, same receptive field (two 3x3 layers), far fewer weights."""
+    conv, sep = (_model(head=h, head_channels=128).heads[0].eval() for h in ("conv", "separable"))
+    x = torch.rand(2, 128, 4, 4)
+    assert conv(x).shape == sep(x).shape == (2, 2 * (5 + 3), 4, 4)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(sep) * 6 < count(conv), (count(sep), count(conv))
+    # Receptive field: an impulse at the centre reaches a 5 x 5 neighbourhood in both.
+    for head in (conv, sep):
+        for m in head.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.constant_(m.weight, 0.1)
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+        impulse = torch.zeros(1, 128, 9, 9)
+        impulse[..., 4, 4] = 1.0
+        reach = head(impulse)[0, 0] != 0  # eval mode, untouched BatchNorm statistics
+        assert reach.nonzero().min(0).values.tolist() == [2, 2] and reach.nonzero().max(0).values.tolist() == [6, 6]
 
 
 def test_build_detector_registered() -> None:

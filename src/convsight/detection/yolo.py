@@ -52,6 +52,7 @@ from convsight.errors import ConfigError
 
 LAYOUTS = ("per_box", "shared")
 LOSSES = ("lecture", "yolov1")
+HEADS = ("conv", "separable")
 _CELLS_PER_OBJECT = 4.0  # without anchors an object of size ~4 strides is "at home" on that grid
 _OBJ_PRIOR = 0.05  # initial objectness, so the many empty cells do not swamp the first steps
 _MAX_LOG_SCALE = 4.0  # clamp of t_w, t_h before exp (anchor x e^4 is already far beyond the image)
@@ -62,8 +63,11 @@ class YoloConfig:
     """boxes_per_cell: ``B`` without anchors (with anchors ``B = len(anchors) / len(scales)``);
     layout: ``"per_box"`` or ``"shared"``; loss: ``"lecture"`` or ``"yolov1"``; anchors: ``(w, h)``
     priors as fractions of the image, or ``None``; scales: backbone strides, one grid each (grid =
-    image side / stride, e.g. 7 x 7 for 224 px at stride 32); head_channels: width of the two 3x3
-    conv layers of the head; lambda_coord, lambda_noobj: YOLOv1's weights (used by both losses)."""
+    image side / stride, e.g. 7 x 7 for 224 px at stride 32); head: ``"conv"`` (two full 3x3 conv
+    layers per scale) or ``"separable"`` (each 3x3 conv split into a depthwise 3x3 and a pointwise
+    1x1, MobileNet / SSDLite style: the same receptive field for a fraction of the multiply-adds);
+    head_channels: width of the head's two layers; lambda_coord, lambda_noobj: YOLOv1's weights
+    (used by both losses)."""
 
     image_size: tuple[int, int] = (224, 224)
     backbone: str = "tiny"
@@ -76,6 +80,7 @@ class YoloConfig:
     loss: str = "lecture"
     anchors: tuple[tuple[float, float], ...] | None = None
     scales: tuple[int, ...] = (32,)
+    head: str = "conv"
     head_channels: int = 128
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
@@ -87,6 +92,8 @@ class YoloConfig:
             raise ConfigError(f"yolo: layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"yolo: loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.head not in HEADS:
+            raise ConfigError(f"yolo: head must be one of {HEADS}, got {self.head!r}")
         if self.boxes_per_cell < 1 or self.head_channels < 1:
             raise ConfigError("yolo: boxes_per_cell and head_channels must be >= 1")
         if not self.scales or list(self.scales) != sorted(set(self.scales)):
@@ -317,12 +324,23 @@ def decode_predictions(raws: list[Tensor], num_classes: int, num_boxes: int, lay
 # ---- the detector -------------------------------------------------------------------------------
 
 
-def _head(c_in: int, width: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.1),
-        nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.1),
-        nn.Conv2d(width, c_out, 1),  # (B, width, Gh, Gw) -> (B, D, Gh, Gw)
-    )
+def _conv_bn(c_in: int, c_out: int, kernel: int, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1)]
+
+
+def _head(c_in: int, width: int, c_out: int, kind: str = "conv") -> nn.Sequential:
+    """Two 3x3 layers then a 1x1 predictor: ``(B, c_in, Gh, Gw) -> (B, c_out, Gh, Gw)``.
+
+    ``"separable"``: each 3x3 conv becomes depthwise 3x3 + pointwise 1x1, about 8x fewer multiply-adds
+    at width 128 (at 256 px on the stride-8 grid: 27M instead of 226M, and 226M is more than the
+    whole backbone's)."""
+    if kind == "conv":
+        layers = [*_conv_bn(c_in, width, 3), *_conv_bn(width, width, 3)]
+    else:
+        layers = [*_conv_bn(c_in, c_in, 3, groups=c_in), *_conv_bn(c_in, width, 1),
+                  *_conv_bn(width, width, 3, groups=width), *_conv_bn(width, width, 1)]
+    return nn.Sequential(*layers, nn.Conv2d(width, c_out, 1))
 
 
 class YoloDetector(Detector):
@@ -336,7 +354,7 @@ class YoloDetector(Detector):
             freeze(self.backbone)
         nb, c = config.num_boxes, num_classes
         depth = nb * (5 + c) if config.layout == "per_box" else 5 * nb + c
-        self.heads = nn.ModuleList(_head(info.channels, config.head_channels, depth)
+        self.heads = nn.ModuleList(_head(info.channels, config.head_channels, depth, config.head)
                                    for info in self.backbone.feature_info)
         for head in self.heads:  # objectness bias = logit of the prior (columns 0, 5+C, ... or 0, 5, ...)
             step = 5 + c if config.layout == "per_box" else 5
