@@ -90,13 +90,14 @@ def _runner(model: torch.nn.Module) -> Callable[[torch.Tensor], object]:
     return lambda x: model(resize_image(x[0], model.image_size)[None])
 
 
-def _optimized_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """The same weights, optimised for inference as ``detect predict`` runs them (the original kept)."""
-    fast = build_detector(model.arch, model.num_classes, model.config).eval()
-    fast.load_state_dict(model.state_dict())
+def _same_weights(model: torch.nn.Module, **changes: object) -> torch.nn.Module:
+    """A new detector with ``model``'s weights and proposer, its config updated with ``changes``
+    (the original is left as it is)."""
+    copy = build_detector(model.arch, model.num_classes, dataclasses.replace(model.config, **changes)).eval()
+    copy.load_state_dict(model.state_dict())
     if hasattr(model, "proposer"):
-        fast.proposer = model.proposer
-    return optimize_for_inference(fast)
+        copy.proposer = model.proposer
+    return copy
 
 
 @torch.no_grad()
@@ -119,7 +120,7 @@ def lineage_table(val_dir: Path, size: int, n_time: int, weights_dir: Path | Non
             # Same cached proposals, same count for R-CNN and Fast R-CNN: only the ConvNet work is timed.
             model.proposer = cache
             model.config = dataclasses.replace(model.config, max_proposals=proposals)
-        fast = _optimized_copy(model)
+        fast = optimize_for_inference(_same_weights(model))  # as `detect predict` runs it
         trained = origin != "untrained"
         ev = engine.evaluate(fast, ds) if trained else None
         fns[arch], fns[f"{arch}_eager"] = _runner(fast), _runner(model)
@@ -128,11 +129,8 @@ def lineage_table(val_dir: Path, size: int, n_time: int, weights_dir: Path | Non
                      "params": f"{num_parameters(model) / 1e6:.2f}M"})
         if arch in VARIANTS:  # the same weights in another config, timed on the same images
             key, label, changes = VARIANTS[arch]
-            variant = build_detector(arch, model.num_classes, dataclasses.replace(model.config, **changes)).eval()
-            variant.load_state_dict(model.state_dict())
-            if hasattr(variant, "proposer"):
-                variant.proposer = cache
-            fns[key], fns[f"{key}_eager"] = _runner(_optimized_copy(variant)), _runner(variant)
+            variant = _same_weights(model, **changes)
+            fns[key], fns[f"{key}_eager"] = _runner(optimize_for_inference(_same_weights(variant))), _runner(variant)
             rows.append({**rows[-1], "method": label, "key": key, "mAP@0.5": "-", "mAP@[.5:.95]": "-"})
         if arch == "yolo":  # YOLO's backbone alone: the most any head design could save on it
             fns["yolo_backbone"] = lambda x, m=fast: m.backbone(resize_image(x[0], m.image_size)[None])
