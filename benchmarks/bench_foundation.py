@@ -26,12 +26,12 @@ import torchvision.ops as tv_ops
 from PIL import Image
 
 from convsight.detection.metrics import evaluate_detections
-from convsight.detection.types import Detections
 from convsight.io.annotations import AnnotationSet, ImageAnnotation
 from convsight.io.coco import detections_to_coco_results, to_coco_dict
 from convsight.io.images import load_image
 from convsight.ops.boxes import box_iou
 from convsight.ops.nms import batched_nms_topk
+from convsight.structures import Detections
 
 
 def timeit(fn: Callable[[], object], repeats: int) -> float:

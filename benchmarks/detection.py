@@ -42,10 +42,9 @@ from convsight.detection.outputs import shipped_detector
 from convsight.detection.proposals import ProposalCache, ProposalConfig
 from convsight.detection.serialize import load_detector
 from convsight.io.formats import read_dataset
-from convsight.io.images import load_image_tensor
+from convsight.io.images import load_image_tensor, resize_image
 from convsight.io.synth_writer import write_synthetic
 from convsight.io.synthetic import SynthConfig
-from convsight.io.torch_data import resize_image
 
 PAPER_WARP = 224  # R-CNN warps every proposal to 227 x 227 (Girshick et al. 2014)
 ARCHS = ("localization", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "yolo", "ssd")

@@ -45,7 +45,7 @@ CONTENT_TAP = "relu4_2"
 
 
 def inputs(size: int) -> tuple[Tensor, Tensor]:
-    from convsight.style.gatys import resize_long
+    from convsight.io.images import resize_long
     from convsight.style.offline import load_style_input
 
     content = resize_long(load_style_input("chelsea"), size)

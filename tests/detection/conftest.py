@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convsight.detection.base import DETECTORS, Detector, PostprocessConfig, register_detector
-from convsight.detection.types import DetectorOutput, Target
+from convsight.structures import DetectorOutput, Target
 
 
 @dataclass(frozen=True)

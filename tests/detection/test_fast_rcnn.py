@@ -7,10 +7,10 @@ import torch
 
 from convsight.detection.fast_rcnn import FastRCNNConfig, FastRCNNDetector
 from convsight.detection.roi_heads import RoIHeadConfig
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
+from convsight.structures import Target
 
-from .conftest import adam_steps, JitteredGt, scene_batch
+from .conftest import JitteredGt, adam_steps, scene_batch
 
 SIZE = (96, 96)
 HEAD = RoIHeadConfig(rois_per_image=32, pool_size=4, hidden=64)

@@ -8,8 +8,8 @@ import torch
 from convsight.detection.faster_rcnn import FasterRCNNConfig, FasterRCNNDetector
 from convsight.detection.roi_heads import RoIHeadConfig
 from convsight.detection.rpn import RPNConfig
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
+from convsight.structures import Target
 
 from .conftest import adam_steps, scene_batch
 

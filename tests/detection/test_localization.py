@@ -13,8 +13,8 @@ from convsight.detection.localization import (
     localization_metrics,
     pick_object,
 )
-from convsight.detection.types import Detections, Target
 from convsight.errors import ConfigError
+from convsight.structures import Detections, Target
 
 from .conftest import adam_steps, make_target, scene_batch
 

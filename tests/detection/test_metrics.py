@@ -14,9 +14,9 @@ from pycocotools.cocoeval import COCOeval
 
 from convsight.detection.metrics import evaluate_detections, voc_ap
 from convsight.detection.plots import plot_pr_curves
-from convsight.detection.types import Detections, Target
 from convsight.io.annotations import AnnotationSet, ImageAnnotation
 from convsight.io.coco import detections_to_coco_results, to_coco_dict
+from convsight.structures import Detections, Target
 
 
 def random_problem(seed: int, n_images=30, n_classes=5, size=400):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from convsight.detection.outputs import detections_doc, shipped_detector, write_predictions
-from convsight.detection.types import Detections
 from convsight.errors import ConfigError
 from convsight.io.coco import read_coco_results, read_coco_with_ids
+from convsight.structures import Detections
 
 
 def _dets() -> list[Detections]:

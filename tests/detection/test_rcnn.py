@@ -14,11 +14,11 @@ from convsight.detection.rcnn import (
     sample_proposals,
     warp_regions,
 )
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
+from convsight.structures import Target
 
-from .conftest import adam_steps, JitteredGt, scene_batch
+from .conftest import JitteredGt, adam_steps, scene_batch
 
 SIZE = (64, 64)
 

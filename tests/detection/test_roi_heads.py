@@ -13,9 +13,9 @@ from convsight.detection.roi_heads import (
     roi_head_loss,
     sample_rois,
 )
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
+from convsight.structures import Target
 
 GT = Target(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]))
 EMPTY = Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))

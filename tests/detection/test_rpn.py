@@ -13,10 +13,10 @@ from convsight.detection.rpn import (
     rpn_loss,
     sample_anchors,
 )
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.anchors import grid_anchors
 from convsight.ops.box_coder import BoxCoder
+from convsight.structures import Target
 
 CFG = RPNConfig(anchor_sizes=(8.0, 16.0, 32.0), aspect_ratios=(0.5, 1.0, 2.0))
 

@@ -14,8 +14,8 @@ from convsight.detection.sliding_window import (
     naive_scores,
     sample_training_crops,
 )
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
+from convsight.structures import Target
 
 from .conftest import adam_steps, scene_batch
 

@@ -14,11 +14,11 @@ from convsight.detection.ssd import (
     match_default_boxes,
     ssd_loss,
 )
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.anchors import grid_anchors, ssd_default_box_config
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou
+from convsight.structures import Target
 
 from .conftest import adam_steps, make_target, scene_batch
 

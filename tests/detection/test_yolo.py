@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from convsight.detection.types import Target
 from convsight.detection.yolo import (
     YoloConfig,
     assign_responsible,
@@ -21,6 +20,7 @@ from convsight.detection.yolo import (
 )
 from convsight.errors import ConfigError
 from convsight.ops.boxes import box_iou
+from convsight.structures import Target
 
 from .conftest import adam_steps, make_target, scene_batch
 

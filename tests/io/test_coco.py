@@ -7,7 +7,7 @@ import torch
 
 from convsight.errors import DatasetError
 from convsight.io.coco import detections_to_coco_results, read_coco, read_coco_results, read_coco_with_ids, write_coco
-from convsight.detection.types import Detections
+from convsight.structures import Detections
 
 
 def _doc():

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convsight.detection.types import Detections
 from convsight.errors import ConfigError
 from convsight.ops.nms import batched_nms_topk, postprocess_detections
+from convsight.structures import Detections
 
 # Thresholds that no IoU of small integer boxes can equal exactly, so float rounding cannot flip a tie.
 THRESHOLDS = [0.3137, 0.4321, 0.7071]

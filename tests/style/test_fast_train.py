@@ -58,8 +58,7 @@ def test_loss_falls_and_checkpoints(content_dir: Path, style_path: Path, tmp_pat
     # the perceptual loss on one fixed batch, before (same seeded init) and after training
     torch.manual_seed(cfg.seed)
     untrained = TransformerNet(TransformerConfig(cfg.channels, cfg.n_residual)).eval()
-    from convsight.io.images import load_image_tensor
-    from convsight.style.gatys import resize_long
+    from convsight.io.images import load_image_tensor, resize_long
 
     loss = PerceptualLoss(resize_long(load_image_tensor(style_path), cfg.style_size), alpha=cfg.alpha)
     x = ContentSampler(sorted(content_dir.iterdir()), 32, torch.Generator().manual_seed(5)).sample(4)

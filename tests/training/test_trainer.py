@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from convsight.detection.types import Target
 from convsight.errors import ConfigError, ConvsightError, ConvsightWarning, WeightsError
+from convsight.structures import Target
 from convsight.training import TrainConfig, Trainer, load_checkpoint, move_to
 
 NetFactory = Callable[..., nn.Module]

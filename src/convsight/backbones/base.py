@@ -25,7 +25,7 @@ from convsight.registry import Registry
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
-    from convsight.weights import LoadedWeights
+    from convsight.backbones.weights import LoadedWeights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 # Imported for their registrations in BACKBONES.
 from convsight.backbones import mobilenet, resnet, tiny, vgg  # noqa: F401
 from convsight.backbones.base import BACKBONES, Backbone, Level
-from convsight.weights import load_backbone_weights
+from convsight.backbones.weights import load_backbone_weights
 
 
 def build_backbone(
@@ -20,7 +20,7 @@ def build_backbone(
 ) -> Backbone:
     """Build backbone ``name`` returning ``out_levels`` (names or strides; ``None``: its defaults).
 
-    ``weights`` is a spec for :func:`convsight.weights.load_backbone_weights` (``"imagenet"``, a
+    ``weights`` is a spec for :func:`convsight.backbones.weights.load_backbone_weights` (``"imagenet"``, a
     ``.safetensors``/``.pth`` path, or ``None``/``"random"``); what actually loaded is recorded in
     ``backbone.loaded_weights``.
     """

@@ -20,10 +20,10 @@ from torch.utils.data import Subset
 
 from convsight.backbones.base import Backbone
 from convsight.backbones.build import build_backbone
+from convsight.backbones.weights import save_backbone_weights
 from convsight.errors import ConfigError
 from convsight.io.torch_data import CropsDataset
 from convsight.training import TrainConfig, Trainer, classification_loss, load_checkpoint
-from convsight.weights import save_backbone_weights
 
 
 @dataclass(frozen=True)

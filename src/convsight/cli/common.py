@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-# Progress bars, logs and warnings go to stderr so stdout stays clean for results (and for --json).
-err_console = Console(stderr=True)
+from convsight.console import err_console, info  # noqa: F401  (re-exported for the commands)
+
 out_console = Console()
 
 JsonOption = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
@@ -36,8 +36,3 @@ def _jsonable(obj: Any) -> Any:
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
     sys.stdout.flush()
-
-
-def info(message: str) -> None:
-    """A progress/status line on stderr."""
-    err_console.print(message, highlight=False)

@@ -61,9 +61,8 @@ def fast_cmd(
     import torch
 
     from convsight.errors import ConfigError
-    from convsight.io.images import load_image_tensor, save_image
+    from convsight.io.images import load_image_tensor, resize_long, save_image
     from convsight.style.fast import FastStylizer, resolve_model
-    from convsight.style.gatys import resize_long
 
     if max_size < 0:
         raise ConfigError(f"--max-size {max_size}: expected >= 0")

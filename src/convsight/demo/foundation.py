@@ -58,8 +58,8 @@ def pretrain_stage(report: Report, out: Path, seed: int) -> None:
 def evaluator_stage(report: Report, out: Path, data: Path, seed: int) -> None:
     from convsight.detection.metrics import evaluate_detections
     from convsight.detection.plots import plot_pr_curves
-    from convsight.detection.types import Detections
     from convsight.io.formats import read_dataset
+    from convsight.structures import Detections
 
     ds = read_dataset(data, "coco")
     rows = []

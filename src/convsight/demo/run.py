@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convsight.cli.common import info
+from convsight.console import info
 from convsight.demo import detection, faces, foundation, style
 from convsight.errors import ConfigError
 from convsight.report import Report

@@ -16,9 +16,9 @@ ALPHAS = (0.01, 0.1, 0.5)
 
 def style_stage(report: Report, out: Path, seed: int, size: int = 192, steps: int = 60) -> None:
     from convsight.errors import ConvsightWarning
-    from convsight.io.images import save_image
+    from convsight.io.images import resize_long, save_image
     from convsight.style.fast import FastStylizer, resolve_model
-    from convsight.style.gatys import GatysConfig, GatysStylizer, resize_long
+    from convsight.style.gatys import GatysConfig, GatysStylizer
     from convsight.style.offline import load_style_input
     from convsight.style.sweep import alpha_sweep
 

@@ -9,7 +9,7 @@ Contract of ``Detector.forward(images, targets=None) -> DetectorOutput``:
 
 - images: ``(B, 3, H, W)`` float in ``[0, 1]`` with ``(H, W) == config.image_size`` (the data
   pipeline resizes; the backbone normalises);
-- targets: one :class:`~convsight.detection.types.Target` per image (boxes xyxy absolute pixels in the
+- targets: one :class:`~convsight.structures.Target` per image (boxes xyxy absolute pixels in the
   input's coordinates, 0-based labels) or ``None``;
 - returns ``losses`` (named scalar tensors) whenever targets are given, in train *and* eval mode (the
   trainer's validation loss), and ``detections`` (one :class:`Detections` per image, after
@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
-from convsight.detection.types import DetectorOutput, Detections, Target
 from convsight.errors import ConfigError
 from convsight.ops.nms import postprocess_detections
 from convsight.registry import Registry
+from convsight.structures import Detections, DetectorOutput, Target
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,12 @@ from convsight.detection.base import Detector
 from convsight.detection.build import build_detector, make_config
 from convsight.detection.metrics import DetectionMetrics, evaluate_detections
 from convsight.detection.serialize import config_from_dict, config_to_dict, save_detector
-from convsight.detection.types import Detections
 from convsight.errors import ConfigError, DatasetError
 from convsight.io.annotations import AnnotationSet
 from convsight.io.formats import read_dataset
-from convsight.io.torch_data import DetectionDataset, collate_detection, resize_image
+from convsight.io.images import resize_image
+from convsight.io.torch_data import DetectionDataset, collate_detection
+from convsight.structures import Detections
 from convsight.training import TrainConfig, Trainer, TrainResult, load_checkpoint, move_to
 
 

@@ -24,9 +24,9 @@ from convsight.backbones import build_backbone, freeze
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
 from convsight.detection.proposals import ProposalCache, ProposalConfig
 from convsight.detection.roi_heads import RoIHead, RoIHeadConfig
-from convsight.detection.types import DetectorOutput, Target
 from convsight.errors import ConfigError
 from convsight.ops.boxes import clip_boxes, remove_small_boxes
+from convsight.structures import DetectorOutput, Target
 
 Proposer = Callable[[Tensor], Tensor]  # image (3, H, W) in [0, 1] -> proposals (N, 4) xyxy pixels
 

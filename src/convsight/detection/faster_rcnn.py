@@ -20,8 +20,8 @@ from convsight.backbones import build_backbone, freeze
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
 from convsight.detection.roi_heads import RoIHead, RoIHeadConfig
 from convsight.detection.rpn import RegionProposalNetwork, RPNConfig
-from convsight.detection.types import DetectorOutput, Target
 from convsight.errors import ConfigError
+from convsight.structures import DetectorOutput, Target
 
 
 @dataclass(frozen=True)

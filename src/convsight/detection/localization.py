@@ -25,9 +25,9 @@ from torch import Tensor, nn
 
 from convsight.backbones import build_backbone, freeze
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.detection.types import DetectorOutput, Detections, Target
 from convsight.errors import ConfigError
 from convsight.ops.boxes import box_area, box_iou, clip_boxes, cxcywh_to_xyxy, xyxy_to_cxcywh
+from convsight.structures import Detections, DetectorOutput, Target
 
 TARGET_RULES = ("largest", "first")
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from convsight.detection.defaults import DEFAULT_ARCH
-from convsight.detection.types import Detections
 from convsight.io.atomic import atomic_dir, write_json
 from convsight.io.coco import detections_to_coco_results
 from convsight.io.images import save_image
+from convsight.structures import Detections
 from convsight.viz import draw_boxes
 
 SHIPPED_DIR = "assets/detectors"  # inside the convsight package

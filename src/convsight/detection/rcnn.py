@@ -33,11 +33,11 @@ from torchvision.ops import roi_align
 from convsight.backbones import build_backbone, freeze
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
 from convsight.detection.proposals import ProposalCache, ProposalConfig
-from convsight.detection.types import DetectorOutput, Detections, Target
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes, expand_boxes
 from convsight.ops.matching import match_boxes, sample_fg_bg
+from convsight.structures import Detections, DetectorOutput, Target
 
 Proposer = Callable[[Tensor], Tensor]  # image (3, H, W) in [0, 1] -> proposals (N, 4) xyxy pixels
 

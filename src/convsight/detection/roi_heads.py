@@ -30,11 +30,11 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align, roi_pool
 
 from convsight.detection.base import PostprocessConfig
-from convsight.detection.types import Detections, Target
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes
 from convsight.ops.matching import BACKGROUND, IGNORE, match_boxes, sample_fg_bg
+from convsight.structures import Detections, Target
 
 POOLINGS = ("max", "align")
 

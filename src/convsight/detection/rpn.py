@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import nms
 
-from convsight.detection.types import Target
 from convsight.errors import ConfigError
 from convsight.ops.anchors import AnchorConfig, AnchorGenerator
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes, remove_small_boxes
 from convsight.ops.matching import match_boxes, sample_fg_bg
+from convsight.structures import Target
 
 
 @dataclass(frozen=True)

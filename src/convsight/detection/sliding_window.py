@@ -36,11 +36,11 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.detection.types import DetectorOutput, Detections, Target
 from convsight.errors import ConfigError
 from convsight.ops.boxes import box_iou
 from convsight.ops.matching import BACKGROUND, match_boxes, sample_fg_bg
 from convsight.ops.windows import window_starts
+from convsight.structures import Detections, DetectorOutput, Target
 
 MODES = ("conv", "naive")
 TOTAL_STRIDE = 4  # two 2x2 max-pools in PatchNet

@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from convsight.backbones import build_backbone, freeze
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.detection.types import DetectorOutput, Detections, Target
 from convsight.errors import ConfigError
 from convsight.ops.anchors import (
     SSD_ASPECT_RATIOS,
@@ -38,6 +37,7 @@ from convsight.ops.anchors import (
 )
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou
+from convsight.structures import Detections, DetectorOutput, Target
 
 BACKGROUND = -1  # match index of a default box that teaches "background"
 

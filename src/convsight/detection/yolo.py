@@ -47,8 +47,8 @@ from torch import Tensor, nn
 
 from convsight.backbones import build_backbone, freeze
 from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.detection.types import DetectorOutput, Target
 from convsight.errors import ConfigError
+from convsight.structures import DetectorOutput, Target
 
 LAYOUTS = ("per_box", "shared")
 LOSSES = ("lecture", "yolov1")

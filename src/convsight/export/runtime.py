@@ -1,6 +1,6 @@
 """Running exported files with onnxruntime, the post-step after a detector graph, and parity checks.
 
-``OnnxDetector(path)(images)`` gives the same :class:`~convsight.detection.types.Detections` as the
+``OnnxDetector(path)(images)`` gives the same :class:`~convsight.structures.Detections` as the
 eager detector: the graph decodes, :func:`postprocess_onnx_outputs` applies the thresholds stored in
 the file (score threshold, class-wise NMS, top-k; the eager detector's ``PostprocessConfig``).
 """
@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from convsight.detection.base import PostprocessConfig
-from convsight.detection.types import Detections
 from convsight.errors import WeightsError
 from convsight.export.onnx import DETECTOR_FORMAT, EMBEDDER_FORMAT, postprocess_from_metadata, read_onnx_metadata
+from convsight.structures import Detections
 
 
 def postprocess_onnx_outputs(boxes: Any, scores: Any, config: PostprocessConfig,

@@ -20,6 +20,7 @@ import torch
 from convsight.errors import DatasetError
 from convsight.io import atomic
 from convsight.io.annotations import AnnotationSet, ImageAnnotation, relative_or_absolute, validate_image
+from convsight.structures import Detections
 
 DEFAULT_JSON_NAME = "annotations.json"
 
@@ -172,7 +173,7 @@ def write_coco(ds: AnnotationSet, json_path: str | os.PathLike[str]) -> Path:
 def detections_to_coco_results(
     detections: Sequence[Any], image_ids: Sequence[int], category_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """COCO results list from per-image :class:`~convsight.detection.types.Detections`."""
+    """COCO results list from per-image :class:`~convsight.structures.Detections`."""
     out = []
     for det, iid in zip(detections, image_ids, strict=True):
         for box, score, label in zip(det.boxes.double().tolist(), det.scores.tolist(), det.labels.tolist(), strict=True):
@@ -185,8 +186,6 @@ def detections_to_coco_results(
 
 def read_coco_results(path: str | os.PathLike[str], ids: CocoIds) -> list[Any]:
     """Read a COCO results file into one :class:`Detections` per image of ``ids`` (same order)."""
-    from convsight.detection.types import Detections
-
     path = Path(path)
     doc = _load_json(path)
     if not isinstance(doc, list):

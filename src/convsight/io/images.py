@@ -4,7 +4,7 @@ What it guards against, each as one :class:`~convsight.errors.ImageError` naming
 reason: missing files, folders, empty files, non-images (whatever their extension), truncated or
 corrupt data, and decompression bombs (the pixel count is checked from the header, before decoding).
 What it normalises: EXIF orientation, and every mode (grayscale, palette, CMYK, 16-bit, alpha) to 8-bit
-RGB.
+RGB. And the one resize every layer uses (:func:`resize_image`, :func:`resize_long`, :func:`resize_short`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from convsight.errors import ImageError
@@ -163,3 +164,28 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
     if not found:
         raise ImageError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return found
+
+
+# ---- resizing: one antialiased bilinear resample, three ways to name the target size -------------
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(3, H, W)`` in ``[0, 1]`` -> ``(3, h, w)``: bilinear, antialiased when shrinking, clamped to
+    ``[0, 1]`` (bilinear interpolation with antialiasing can overshoot by a hair). Same size: returned as is."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+
+
+def resize_long(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``(3, H, W)`` -> long side ``size``, aspect kept (see :func:`resize_image`)."""
+    h, w = image.shape[-2:]
+    s = size / max(h, w)
+    return resize_image(image, (max(1, round(h * s)), max(1, round(w * s))))
+
+
+def resize_short(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``(3, H, W)`` -> short side ``size``, aspect kept, neither side below ``size`` (see :func:`resize_image`)."""
+    h, w = image.shape[-2:]
+    s = size / min(h, w)
+    return resize_image(image, (max(size, round(h * s)), max(size, round(w * s))))

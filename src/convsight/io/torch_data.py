@@ -1,7 +1,7 @@
 """PyTorch datasets over the annotation model: detection scenes and classification crops.
 
 Images come out as ``(3, H, W) float32`` in ``[0, 1]``; detection targets as
-:class:`~convsight.detection.types.Target` with boxes scaled to the returned image size.
+:class:`~convsight.structures.Target` with boxes scaled to the returned image size.
 """
 
 from __future__ import annotations
@@ -11,22 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from convsight.detection.types import Target
 from convsight.errors import DatasetError
 from convsight.io.annotations import AnnotationSet
 from convsight.io.class_names import read_class_names
-from convsight.io.images import IMAGE_EXTENSIONS, load_image_tensor
-
-
-def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(3, H, W)`` -> ``(3, h, w)`` with bilinear resampling (antialiased when shrinking)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
+from convsight.io.images import IMAGE_EXTENSIONS, load_image_tensor, resize_image
+from convsight.structures import Target
 
 
 class DetectionDataset(Dataset[tuple[Tensor, Target]]):

@@ -7,7 +7,6 @@ of different labels never suppress each other (torchvision's ``batched_nms``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -15,9 +14,7 @@ from torchvision import ops as tv_ops
 
 from convsight.errors import ConfigError
 from convsight.ops.boxes import clip_boxes, remove_small_boxes
-
-if TYPE_CHECKING:
-    from convsight.detection.types import Detections
+from convsight.structures import Detections
 
 
 def _check(iou_threshold: float, topk: int | None, pre_nms_topk: int | None) -> None:
@@ -94,9 +91,5 @@ def postprocess_detections(
     if min_size > 0:
         big = remove_small_boxes(boxes, min_size)
         boxes, scores, labels = boxes[big], scores[big], labels[big]
-    # Imported here so that convsight.ops never imports the detection package at import time (no cycles
-    # when detectors import ops).
-    from convsight.detection.types import Detections
-
     keep = batched_nms_topk(boxes, scores, labels, iou_threshold, score_threshold, topk, pre_nms_topk)
     return Detections(boxes=boxes[keep], scores=scores[keep], labels=labels[keep].to(torch.int64))

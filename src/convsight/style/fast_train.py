@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convsight.errors import ConfigError, ConvsightWarning, ImageError
+from convsight.io.images import resize_long, resize_short
 from convsight.style.encoder import DEFAULT_ENCODER, ENCODERS, build_encoder
 from convsight.style.fast import FastStylizer, FastStylizerInfo, TransformerConfig, TransformerNet
-from convsight.style.gatys import resize_long
 from convsight.style.gram import gram_matrix
 from convsight.style.losses import LossTerms, StyleLossConfig, content_loss, style_loss, total_variation
 
@@ -78,14 +77,6 @@ class FastTrainResult:
     time_s: float = 0.0
 
 
-def _resize_short(img: Tensor, short: int) -> Tensor:
-    """(3, H, W) -> shorter side ``short`` (antialiased bilinear), aspect kept."""
-    h, w = img.shape[-2:]
-    s = short / min(h, w)
-    size = (max(short, round(h * s)), max(short, round(w * s)))
-    return F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-
-
 class ContentSampler:
     """Random square crops of the images in a folder: scale jitter (shorter side 1-1.5x the crop), a
     random position and a horizontal flip, all drawn from one seeded generator."""
@@ -112,7 +103,7 @@ class ContentSampler:
             self.bad.add(i)
             warnings.warn(f"skipping content image: {e}", ConvsightWarning, stacklevel=2)
             return None
-        img = _resize_short(img, round(1.5 * self.size)).mul(255).round().to(torch.uint8)
+        img = resize_short(img, round(1.5 * self.size)).mul(255).round().to(torch.uint8)
         if len(self.paths) <= _CACHE_LIMIT:
             self.cache[i] = img
         return img
@@ -130,7 +121,7 @@ class ContentSampler:
                     raise ImageError(f"none of the {len(self.paths)} content images could be read")
                 continue
             short = self.size + self._rand(self.size // 2 + 1)  # scale jitter
-            img = _resize_short(img.float() / 255, short)
+            img = resize_short(img.float() / 255, short)
             top, left = self._rand(img.shape[1] - self.size + 1), self._rand(img.shape[2] - self.size + 1)
             crop = img[:, top : top + self.size, left : left + self.size]
             crops.append(crop.flip(-1) if self._rand(2) else crop)
@@ -140,7 +131,7 @@ class ContentSampler:
 def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from convsight.cli.common import err_console
+    from convsight.console import err_console
 
     return Progress(
         TextColumn("train-fast"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

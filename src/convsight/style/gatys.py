@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convsight.errors import ConfigError, ConvsightWarning
+from convsight.io.images import resize_long
 from convsight.style import colour
 from convsight.style.base import Stylizer
 from convsight.style.encoder import DEFAULT_ENCODER, StyleEncoder, build_encoder
@@ -89,16 +90,6 @@ class GatysResult:
     time_s: float = 0.0
     encoder: str = ""
     sizes: list[tuple[int, int]] = field(default_factory=list)
-
-
-def resize_long(x: Tensor, size: int) -> Tensor:
-    """(3, H, W) -> long side ``size`` (aspect kept), antialiased bilinear, clamped to [0, 1]."""
-    h, w = x.shape[-2:]
-    s = size / max(h, w)
-    hw = (max(1, round(h * s)), max(1, round(w * s)))
-    if hw == (h, w):
-        return x
-    return F.interpolate(x[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
 def _available_memory() -> int:

@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from convsight.errors import ConfigError
-from convsight.style.gatys import GatysResult, GatysStylizer, resize_long
+from convsight.io.images import resize_long
+from convsight.style.gatys import GatysResult, GatysStylizer
 
 
 def parse_alphas(text: str) -> list[float]:

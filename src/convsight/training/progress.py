@@ -8,7 +8,7 @@ from typing import Any
 
 
 class TrainProgress:
-    """A rich progress bar on :data:`convsight.cli.common.err_console` (stdout stays clean for results).
+    """A rich progress bar on :data:`convsight.console.err_console` (stdout stays clean for results).
 
     When ``enabled`` is False (``config.progress`` off, or not rank 0) every method does nothing.
     """
@@ -30,7 +30,7 @@ class TrainProgress:
                 TimeRemainingColumn,
             )
 
-            from convsight.cli.common import err_console
+            from convsight.console import err_console
 
             self._progress = Progress(
                 TextColumn("{task.description}"),

@@ -6,7 +6,7 @@ Model contract
   items; e.g. ``(images (B, 3, H, W), list[Target])`` for detectors).
 - The default step calls ``out = model(inputs, targets)`` and reads ``out.losses: dict[str, Tensor]``
   of scalar terms; the loss minimised is their sum (as in
-  :class:`~convsight.detection.types.DetectorOutput`, whose ``.loss`` is that sum).
+  :class:`~convsight.structures.DetectorOutput`, whose ``.loss`` is that sum).
 - Losses must be computable in eval mode too: validation loss is the same call under
   ``model.eval()`` and ``torch.no_grad()``.
 - ``step_fn(model, batch) -> dict[str, Tensor]`` may replace the default step (it gets the DDP
@@ -167,7 +167,9 @@ class Trainer:
         if info.world_size > 1:
             wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-        from convsight.training.progress import TrainProgress  # rich; only when training runs
+        from convsight.training.progress import (
+            TrainProgress,  # rich; only when training runs
+        )
 
         with TrainProgress(cfg.epochs, enabled=cfg.progress and info.is_main) as bar:
             for epoch in range(state.epoch, cfg.epochs):

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class TaskResult:
     image: np.ndarray  # (H, W, 3) uint8 RGB
@@ -34,10 +33,9 @@ def detect(image: np.ndarray) -> TaskResult:
     import torch
 
     from convsight.detection import engine
+    from convsight.detection.defaults import display_threshold
     from convsight.io.images import to_tensor
     from convsight.viz import draw_boxes
-
-    from convsight.detection.defaults import display_threshold
 
     model, names = _detector()
     with torch.no_grad(), engine.thresholds(model, score=display_threshold(model.arch)):
@@ -84,8 +82,7 @@ STYLE_MAX_SIDE = 1024  # one forward pass; larger uploads are shrunk first so a 
 
 def style(image: np.ndarray) -> TaskResult:
     """The shipped feed-forward stylizer (mosaic): instant, unlike Gatys' minutes of optimisation."""
-    from convsight.io.images import to_tensor, to_uint8
-    from convsight.style.gatys import resize_long
+    from convsight.io.images import resize_long, to_tensor, to_uint8
 
     x = to_tensor(image)
     if max(x.shape[-2:]) > STYLE_MAX_SIDE:
