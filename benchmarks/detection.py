@@ -37,8 +37,8 @@ import torch
 from convsight.backbones.base import num_parameters
 from convsight.detection import engine
 from convsight.detection.build import build_detector
+from convsight.detection.files import shipped_detector
 from convsight.detection.inference import optimize_for_inference
-from convsight.detection.outputs import shipped_detector
 from convsight.detection.proposals import ProposalCache, ProposalConfig
 from convsight.detection.serialize import load_detector
 from convsight.io.formats import read_dataset
@@ -149,7 +149,10 @@ def torchvision_table(num_classes: int, n_time: int, configs: dict[str, object])
     Ours keep the configs of table 1 (the shipped ones: YOLO's grids and anchors, SSD's default boxes,
     Faster R-CNN's feature stride), only the input size changes.
     """
-    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, ssdlite320_mobilenet_v3_large
+    from torchvision.models.detection import (
+        fasterrcnn_mobilenet_v3_large_320_fpn,
+        ssdlite320_mobilenet_v3_large,
+    )
 
     g = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 320, 320, generator=g) for _ in range(n_time)]

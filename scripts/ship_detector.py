@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from convsight.detection.outputs import SHIPPED_DIR
+from convsight.detection.files import SHIPPED_DIR
 from convsight.detection.serialize import read_detector_metadata
 from convsight.weights import read_weights, save_state_dict
 

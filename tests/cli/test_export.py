@@ -33,7 +33,7 @@ def test_bad_inputs_give_one_line_and_no_file(cli, tmp_path, case):
     from safetensors.torch import save_file
     import torch
 
-    from convsight.detection.outputs import shipped_detector
+    from convsight.detection.files import shipped_detector
 
     out = tmp_path / "out.onnx"
     if case == "corrupt":

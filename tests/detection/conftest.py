@@ -10,16 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convsight.detection.base import DETECTORS, Detector, PostprocessConfig, register_detector
+from convsight.detection.base import DETECTORS, Detector, DetectorConfig, PostprocessConfig, register_detector
 from convsight.structures import DetectorOutput, Target
 
 
-@dataclass(frozen=True)
-class ToyConfig:
+@dataclass(frozen=True, kw_only=True)
+class ToyConfig(DetectorConfig):
     image_size: tuple[int, int] = (64, 64)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     sizes: tuple[float, ...] = (1.0, 2.0)
     postprocess: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(score_threshold=0.0))
 
@@ -27,14 +24,17 @@ class ToyConfig:
 class ToyDetector(Detector):
     """One learnable box per class (normalised), scored by a learnable presence logit per class."""
 
+    has_backbone = False  # nothing to learn from the pixels: the plumbing is what is tested
+
     def __init__(self, num_classes: int, config: ToyConfig) -> None:
-        super().__init__()
+        super().__init__(num_classes, config)
         self.box = nn.Parameter(torch.zeros(num_classes, 4))
         self.logit = nn.Parameter(torch.zeros(num_classes))
-        self.config, self.num_classes, self.postprocess = config, num_classes, config.postprocess
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
+        postprocess = postprocess or self.postprocess
         h, w = self.image_size
         scale = images.new_tensor([w, h, w, h])
         cxcy, wh = self.box.sigmoid()[:, :2], self.box.sigmoid()[:, 2:]
@@ -53,13 +53,13 @@ class ToyDetector(Detector):
         dets = []
         if not self.training:
             for _ in range(len(images)):
-                dets.append(self.postprocess(boxes.detach(), self.logit.sigmoid().detach(),
+                dets.append(postprocess(boxes.detach(), self.logit.sigmoid().detach(),
                                              torch.arange(self.num_classes), image_size=(h, w)))
         return DetectorOutput(dets, losses)
 
 
 if "toy" not in DETECTORS:
-    register_detector("toy", ToyConfig)(lambda num_classes, config: ToyDetector(num_classes, config))
+    register_detector("toy", ToyConfig)(ToyDetector)
 
 
 @pytest.fixture(scope="session")

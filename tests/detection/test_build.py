@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from convsight.detection.build import build_detector, detector_names, make_config
+from convsight.detection.build import build_detector, detector_names
+from convsight.detection.config import make_config
 from convsight.errors import ConfigError
 
 

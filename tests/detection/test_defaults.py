@@ -1,5 +1,5 @@
 from convsight.detection.defaults import DEFAULT_ARCH, DISPLAY_THRESHOLD, OTHER_THRESHOLD, display_threshold, thresholds_text
-from convsight.detection.outputs import shipped_detectors
+from convsight.detection.files import shipped_detectors
 
 
 def test_the_default_and_every_drawn_threshold_name_a_shipped_detector() -> None:

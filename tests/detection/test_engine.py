@@ -22,13 +22,6 @@ def test_load_splits_is_seeded_and_disjoint(scenes):
         engine.load_splits(scenes, val_fraction=1.0)
 
 
-def test_config_with_parses_plain_values():
-    cfg = engine.config_with("toy", {"image_size": [32, 40], "postprocess": {"iou_threshold": 0.3}})
-    assert cfg.image_size == (32, 40) and cfg.postprocess.iou_threshold == 0.3 and cfg.postprocess.score_threshold == 0.0
-    with pytest.raises(ConfigError, match="unknown option"):
-        engine.config_with("toy", {"grid": 7})
-
-
 def test_predict_returns_boxes_in_each_images_pixels():
     model = build_detector("toy", 2, image_size=(32, 32)).eval()
     with torch.no_grad():
@@ -37,12 +30,35 @@ def test_predict_returns_boxes_in_each_images_pixels():
     assert torch.allclose(big.boxes[0], small.boxes[0] * torch.tensor([4.0, 2.0, 4.0, 2.0]))
 
 
+def test_predict_takes_thresholds_and_uint8_arrays_and_reports_batches():
+    import numpy as np
+
+    model = build_detector("toy", 3, image_size=(32, 32)).eval()
+    with torch.no_grad():
+        model.logit.copy_(torch.tensor([-3.0, 0.0, 3.0]))  # scores 0.05, 0.5, 0.95
+    arrays = [np.full((40, 50, 3), 128, dtype=np.uint8) for _ in range(5)]
+    seen: list[int] = []
+    dets = engine.predict(model, arrays, batch_size=2, score_threshold=0.4, on_batch=seen.append)
+    assert seen == [2, 2, 1] and len(dets) == 5
+    assert all(sorted(d.labels.tolist()) == [1, 2] for d in dets)
+    assert engine.predict(model, arrays[:1], score_threshold=0.9)[0].labels.tolist() == [2]
+    assert len(engine.predict(model, arrays[:1])[0]) == 3  # the model's own threshold (0.0) again
+    assert model.postprocess.score_threshold == 0.0
+
+
+def test_model_time_is_the_median_without_the_warm_up_batch():
+    assert engine.model_ms_per_image([50.0, 2.0, 3.0, 40.0, 2.5]) == 2.75  # first left out, spike ignored
+    assert engine.model_ms_per_image([7.0, 3.0]) == 5.0  # too few batches to leave one out
+
+
 def test_evaluate_scores_in_original_coordinates(scenes):
     ds = read_dataset(scenes)
     model = build_detector("toy", len(ds.class_names), image_size=(32, 32))
     ev = engine.evaluate(model, ds, batch_size=5)
     assert len(ev.detections) == 12 and ev.val_loss > 0 and ev.ms_per_image > 0
     assert all(float(d.boxes.max()) > 32 for d in ev.detections if len(d))  # back in 64-px pixels
+    quick = engine.evaluate(model, ds, batch_size=5, loss=False)
+    assert quick.val_loss is None and quick.metrics.map50 == ev.metrics.map50
 
 
 def test_train_keeps_best_and_writes_detector(tmp_path, scenes):
@@ -67,7 +83,7 @@ def test_train_refuses_mismatched_classes(tmp_path, scenes):
         engine.train("toy", tr, other, tmp_path / "run", TrainConfig(epochs=1, progress=False))
 
 
-def test_evaluate_uses_a_low_score_threshold_and_restores_the_models(scenes):
+def test_evaluate_uses_a_low_score_threshold_and_leaves_the_models(scenes):
     ds = read_dataset(scenes)
     from convsight.detection.base import PostprocessConfig
 

@@ -35,24 +35,6 @@ def test_proposals_are_capped_and_clipped(batch) -> None:
     assert all((p >= 0).all() and (p <= 96).all() and not p.requires_grad for p in props)
 
 
-def test_contract(batch) -> None:
-    images, targets = batch
-    model = _model(batch).eval()
-    out = model(images, targets)
-    assert len(out.detections) == 2 and set(out.losses) == {"cls", "box"}
-    for d in out.detections:
-        assert (d.labels >= 0).all() and (d.labels < 3).all() and (d.boxes[:, 2:] <= 96).all()
-    empty = [Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)) for _ in range(2)]
-    out = model(images, empty)
-    assert torch.isfinite(out.loss) and out.losses["box"].item() == 0.0 and len(out.detections) == 2
-    assert model(images).losses == {}
-    model.train()
-    out = model(images, targets)
-    assert set(out.losses) == {"cls", "box"} and out.detections == []
-    with pytest.raises(ValueError):
-        model(torch.rand(1, 3, 64, 96))
-
-
 def test_training_reduces_loss(batch) -> None:
     images, targets = batch
     history = [h["loss"] for h in adam_steps(_model(batch), images, targets, steps=30, lr=1e-3)]

@@ -42,25 +42,6 @@ def test_defaults_are_cpu_sized() -> None:
     assert model.rpn.num_anchors_per_location == len(cfg.rpn.anchor_sizes) * len(cfg.rpn.aspect_ratios)
 
 
-def test_contract(batch) -> None:
-    images, targets = batch
-    model = _model().eval()
-    out = model(images, targets)
-    assert len(out.detections) == 2 and set(out.losses) == LOSSES
-    assert all(torch.isfinite(v) for v in out.losses.values())
-    for d in out.detections:
-        assert (d.labels >= 0).all() and (d.labels < 3).all() and (d.boxes >= 0).all() and (d.boxes <= 96).all()
-    empty = [Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)) for _ in range(2)]
-    out = model(images, empty)
-    assert torch.isfinite(out.loss) and out.losses["box"].item() == 0.0 and out.losses["rpn_box"].item() == 0.0
-    assert model(images).losses == {}
-    model.train()
-    out = model(images, targets)
-    assert set(out.losses) == LOSSES and out.detections == []
-    with pytest.raises(ValueError):
-        model(torch.rand(1, 3, 96, 64))
-
-
 def test_proposals_are_detached_but_rpn_learns(batch) -> None:
     images, targets = batch
     model = _model().train()

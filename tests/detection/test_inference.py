@@ -1,4 +1,5 @@
-"""Inference optimisation (Conv+BN folding, channels-last) keeps every detector's outputs."""
+"""Inference optimisation (Conv+BN folding, channels-last) keeps every detector's outputs; one
+loader (load_for_inference) for files, shipped architectures and the default."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import torch
 from torch import nn
 
 from convsight.detection.build import build_detector
-from convsight.detection.inference import fuse_conv_bn_, optimize_for_inference
-from convsight.detection.outputs import shipped_detector
+from convsight.detection.defaults import DEFAULT_ARCH
+from convsight.detection.files import shipped_detector
+from convsight.detection.inference import (
+    fuse_conv_bn_,
+    load_for_inference,
+    optimize_for_inference,
+)
 from convsight.detection.serialize import load_detector, save_detector
-from convsight.errors import ConfigError
+from convsight.errors import ConfigError, WeightsError
 from convsight.io.synthetic import SynthConfig, render_scene
 
 
@@ -74,3 +80,24 @@ def test_an_optimised_detector_refuses_training_and_saving(tmp_path) -> None:  #
     with pytest.raises(ValueError, match="cannot be saved"):
         save_detector(model, tmp_path / "d.safetensors", ["a", "b"])
     assert not (tmp_path / "d.safetensors").exists()
+
+
+def test_load_for_inference_takes_a_file_an_arch_an_alias_or_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model, names, path = load_for_inference("faster-rcnn", "cpu")
+    assert model.arch == "faster_rcnn" and path == shipped_detector("faster_rcnn") and model.inference_only
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    model, _, path = load_for_inference(None, "cpu")
+    assert model.arch == DEFAULT_ARCH and path == shipped_detector(DEFAULT_ARCH)
+    raw, _, _ = load_for_inference(str(shipped_detector("yolo")), "cpu", optimize=False)
+    assert raw.arch == "yolo" and not raw.inference_only and any(isinstance(m, nn.BatchNorm2d) for m in raw.modules())
+    mine = save_detector(build_detector("toy", 2, image_size=(32, 32)), tmp_path / "toy.safetensors", ["a", "b"])
+    model, names, path = load_for_inference(mine, "cpu")
+    assert (model.arch, names, path) == ("toy", ("a", "b"), mine)
+    with pytest.raises(WeightsError, match="holds a 'toy' detector, not 'ssd'"):
+        load_for_inference(mine, "cpu", arch="ssd")
+    with pytest.raises(ConfigError, match="no shipped weights for 'rcnn'.*shipped: faster_rcnn, ssd, yolo"):
+        load_for_inference("rcnn", "cpu")
+    with pytest.raises(ConfigError, match="no shipped weights for 'nope'"):  # a name, not a missing file
+        load_for_inference("nope", "cpu")
+    with pytest.raises(WeightsError):
+        load_for_inference(tmp_path / "missing.safetensors", "cpu")

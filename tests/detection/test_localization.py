@@ -88,23 +88,13 @@ def test_bad_config() -> None:
         LocalizationConfig(target_object="biggest")
 
 
-def test_build_and_contract(batch: tuple[torch.Tensor, list[Target]]) -> None:
+def test_one_box_at_most_per_image(batch: tuple[torch.Tensor, list[Target]]) -> None:
     from convsight.detection.build import build_detector
 
-    images, targets = batch
-    model = build_detector("localization", num_classes=3, image_size=SIZE)
-    assert model.arch == "localization"
-    model.eval()
-    out = model(images, targets)
-    assert len(out.detections) == 4 and set(out.losses) == {"cls", "box"}
-    assert all(len(d) <= 1 for d in out.detections)
-    empty = [Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)) for _ in range(4)]
-    out = model(images, empty)
-    assert out.losses["box"].item() == 0.0 and torch.isfinite(out.loss)
-    model.train()
-    assert set(model(images, targets).losses) == {"cls", "box"}
-    with pytest.raises(ValueError):
-        model(torch.rand(1, 3, 32, 64))
+    images, _ = batch
+    model = build_detector("localization", num_classes=3, image_size=SIZE).eval()
+    dets = model(images, postprocess=model.postprocess.with_thresholds(score=0.0)).detections
+    assert [len(d) <= 1 for d in dets] == [True] * len(images)
 
 
 def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None:

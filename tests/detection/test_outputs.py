@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from convsight.detection.outputs import detections_doc, shipped_detector, write_predictions
+from convsight.detection.files import shipped_detector
+from convsight.detection.outputs import detections_doc, write_predictions
 from convsight.errors import ConfigError
 from convsight.io.coco import read_coco_results, read_coco_with_ids
 from convsight.structures import Detections

@@ -5,7 +5,8 @@ import torch
 
 from convsight.detection.base import PostprocessConfig
 from convsight.detection.build import build_detector
-from convsight.detection.serialize import config_from_dict, config_to_dict, load_detector, save_detector
+from convsight.detection.config import config_from_dict, config_to_dict
+from convsight.detection.serialize import load_detector, save_detector
 from convsight.errors import WeightsError
 from convsight.weights import save_state_dict
 
@@ -44,3 +45,32 @@ def test_wrong_files_are_weights_errors(tmp_path):
         load_detector(tmp_path / "bad.safetensors")
     with pytest.raises(ValueError):
         save_detector(model, tmp_path / "x.safetensors", ["only one"])
+
+
+def test_unknown_architecture_in_a_file_is_a_weights_error(tmp_path):
+    import json
+
+    from convsight.weights import read_weights
+
+    state, meta = read_weights(save_detector(build_detector("toy", 2), tmp_path / "d.safetensors", ["a", "b"]))
+    save_state_dict(state, tmp_path / "odd.safetensors", {**meta, "arch": "hexagon"})
+    with pytest.raises(WeightsError, match="odd.safetensors: malformed detector metadata.*unknown detector architecture"):
+        load_detector(tmp_path / "odd.safetensors")
+    save_state_dict(state, tmp_path / "bad.safetensors", {**meta, "config": json.dumps({"colour": "red"})})
+    with pytest.raises(WeightsError, match="unknown option.*colour"):
+        load_detector(tmp_path / "bad.safetensors")
+
+
+def test_rcnn_files_from_before_the_backbone_left_the_head_still_load(tmp_path):
+    """Earlier R-CNN files stored the backbone inside the head (``head.backbone.*``)."""
+    from convsight.weights import read_weights
+
+    model = build_detector("rcnn", 2, image_size=(64, 64), warp_size=32, hidden=16).eval()
+    path = save_detector(model, tmp_path / "new.safetensors", ["a", "b"])
+    state, meta = read_weights(path)
+    old = {("head." + k if k.startswith("backbone.") else k): v for k, v in state.items()}
+    assert any(k.startswith("head.backbone.") for k in old)
+    save_state_dict(old, tmp_path / "old.safetensors", meta)
+    loaded, _ = load_detector(tmp_path / "old.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k

@@ -196,20 +196,14 @@ def test_config_grid_and_anchor_split() -> None:
     {"scales": (8, 16), "anchors": ((0.1, 0.1), (0.2, 0.2), (0.3, 0.4), (0.5, 0.5)), "loss": "yolov1"},
     {"scales": (8, 16)}, {"head": "separable"},
 ])
-def test_contract_and_training(batch: tuple[torch.Tensor, list[Target]], overrides: dict) -> None:
+def test_every_variant_learns(batch: tuple[torch.Tensor, list[Target]], overrides: dict) -> None:
+    """The contract (tests/detection/test_contract.py) runs the default variant; here each variant of
+    loss, layout, anchors and scales must fit a fixed batch, and an image without objects teaches
+    only "no object"."""
     images, targets = batch
     model = _model(**overrides)
-    assert model.arch == "yolo"
-    model.eval()
-    out = model(images, targets)
-    assert len(out.detections) == 4 and set(out.losses) == {"obj", "noobj", "box", "cls"}
-    assert all(torch.isfinite(v) for v in out.losses.values())
-    empty = [_target([], []) for _ in range(4)]
-    out = model(images, empty)
-    assert torch.isfinite(out.loss) and out.losses["box"].item() == 0.0 and out.losses["obj"].item() == 0.0
-    with pytest.raises(ValueError):
-        model(torch.rand(1, 3, 32, 64))
-
+    out = model.eval()(images, [_target([], []) for _ in range(4)])
+    assert out.losses["box"].item() == 0.0 and out.losses["obj"].item() == 0.0 and out.losses["noobj"] > 0
     history = [h["loss"] for h in adam_steps(model, images, targets, steps=30, lr=3e-3)]
     assert history[-1] < 0.25 * history[0], history  # observed 0.01 - 0.1
 

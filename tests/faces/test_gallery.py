@@ -170,3 +170,17 @@ def test_removed_ids_are_never_reused(tmp_path: Path) -> None:
         assert all(r[0][0] != "b" or r[0][1] == pytest.approx(np.linalg.norm(b - a[i], axis=1).min(), abs=1e-4)
                    for i, r in enumerate(found))  # fmt: skip
         assert g.identify(b[:1], k=1)[0][0] == ("b", pytest.approx(0.0, abs=1e-3))
+
+
+def test_default_gallery_path_follows_convsight_data_then_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The XDG Base Directory Specification: $XDG_DATA_HOME, else $HOME/.local/share.
+    from convsight.faces.paths import default_gallery_path
+
+    monkeypatch.setenv("CONVSIGHT_DATA", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_gallery_path() == tmp_path / "mine" / "gallery.sqlite"
+    monkeypatch.delenv("CONVSIGHT_DATA")
+    assert default_gallery_path() == tmp_path / "xdg" / "convsight" / "gallery.sqlite"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_gallery_path() == tmp_path / "home" / ".local" / "share" / "convsight" / "gallery.sqlite"

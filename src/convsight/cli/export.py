@@ -20,16 +20,14 @@ TOLERANCE = 1e-3  # float32 reorderings give ~1e-5 on pixel boxes; anything near
 
 
 def _load(weights: Path | None, arch: str | None):  # type: ignore[no-untyped-def]
-    from convsight.cli.detect import ARCH_ALIASES
-    from convsight.detection.outputs import detector_file
-    from convsight.detection.serialize import load_detector
+    """``--weights`` (which must hold ``--arch`` when both are given) or the shipped file of ``--arch``.
+    Not optimised for inference: the graph is exported from the model as saved, and runtimes fold
+    BatchNorm themselves."""
+    from convsight.detection.inference import load_for_inference
 
-    name = ARCH_ALIASES.get(arch, arch) if arch else None
     if weights is None:
-        name = name or DEFAULT_ARCH
-    weights = detector_file(weights, name)
-    model, names = load_detector(weights, arch=name)
-    return model.cpu(), names, weights
+        return load_for_inference(arch, "cpu", optimize=False)
+    return load_for_inference(weights, "cpu", arch=arch, optimize=False)
 
 
 def _verified(out: Path, write, check) -> float:  # type: ignore[no-untyped-def]

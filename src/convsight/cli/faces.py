@@ -10,13 +10,13 @@ The pretrained pipeline is MTCNN + dlib's ResNet (converted once into the cache 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from convsight.cli.common import JsonOption, info, out_console, print_json
+from convsight.faces.paths import default_gallery_path
 
 if TYPE_CHECKING:
     from convsight.faces.gallery import Gallery
@@ -28,17 +28,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-DATA_ENV = "CONVSIGHT_DATA"
 GalleryOption = typer.Option(None, "--gallery", help="Gallery file (default: the user's data dir, see --help).")
 MinFaceOption = typer.Option(20.0, "--min-face-size", min=12, help="Smallest face searched for, in pixels.")
-
-
-def default_gallery_path() -> Path:
-    """``$CONVSIGHT_DATA/gallery.sqlite``, ``$XDG_DATA_HOME/convsight/...`` or ``~/.local/share/convsight/...``."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]) / "gallery.sqlite"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "convsight" / "gallery.sqlite"
 
 
 def _pipeline(min_face_size: float = 20.0) -> FacePipeline:

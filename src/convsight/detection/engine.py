@@ -9,28 +9,36 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from convsight.detection.base import Detector
-from convsight.detection.build import build_detector, make_config
+from convsight.detection.build import build_detector
+from convsight.detection.config import config_with
 from convsight.detection.metrics import DetectionMetrics, evaluate_detections
-from convsight.detection.serialize import config_from_dict, config_to_dict, save_detector
+from convsight.detection.serialize import save_detector
 from convsight.errors import ConfigError, DatasetError
 from convsight.io.annotations import AnnotationSet
 from convsight.io.formats import read_dataset
-from convsight.io.images import resize_image
+from convsight.io.images import resize_image, to_tensor
 from convsight.io.torch_data import DetectionDataset, collate_detection
 from convsight.structures import Detections
-from convsight.training import TrainConfig, Trainer, TrainResult, load_checkpoint, move_to
+from convsight.training import (
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    load_checkpoint,
+    move_to,
+)
 
 
 def load_splits(data: str | os.PathLike[str], val: str | os.PathLike[str] | None = None, val_fraction: float = 0.2,
@@ -59,23 +67,6 @@ def load_splits(data: str | os.PathLike[str], val: str | os.PathLike[str] | None
     return pick(order[n_val:]), pick(order[:n_val])
 
 
-def config_with(arch: str, overrides: dict[str, Any]) -> Any:
-    """``arch``'s default config with ``overrides`` given as plain JSON values (lists become tuples,
-    dicts nested configs), as they come from a command line or a file."""
-    base = config_to_dict(make_config(arch))
-    unknown = sorted(set(overrides) - set(base))
-    if unknown:
-        raise ConfigError(f"{arch}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(base))}")
-    for key, value in overrides.items():
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            value = {**base[key], **value}  # e.g. postprocess={"iou_threshold": 0.6} keeps the rest
-        base[key] = value
-    try:
-        return config_from_dict(type(make_config(arch)), base)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{arch}: bad option value ({e})") from None
-
-
 def _scale(det: Detections, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Detections:
     sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
     return Detections(det.boxes * det.boxes.new_tensor([sx, sy, sx, sy]), det.scores, det.labels)
@@ -85,30 +76,28 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@contextmanager
-def thresholds(model: Detector, score: float | None = None, iou: float | None = None) -> Iterator[Detector]:
-    """``model`` with its postprocess score / NMS IoU thresholds replaced (``None`` keeps its own)
-    inside the block, and restored after it."""
-    own = model.postprocess
-    changes = {k: v for k, v in (("score_threshold", score), ("iou_threshold", iou)) if v is not None}
-    model.postprocess = dataclasses.replace(own, **changes)
-    try:
-        yield model
-    finally:
-        model.postprocess = own
-
-
 @torch.no_grad()
-def predict(model: Detector, images: Sequence[Tensor], batch_size: int = 8) -> list[Detections]:
-    """Detections for images ``(3, H_i, W_i)`` in ``[0, 1]`` of any size, in each image's own pixels."""
+def predict(model: Detector, images: Sequence[Tensor | np.ndarray], batch_size: int = 8,
+            score_threshold: float | None = None, iou_threshold: float | None = None,
+            on_batch: Callable[[int], None] | None = None) -> list[Detections]:
+    """Detections for images of any size, in each image's own pixels.
+
+    images: ``(3, H_i, W_i)`` float tensors in ``[0, 1]`` or ``(H_i, W_i, 3)`` uint8 arrays (made
+    float one batch at a time, so a long list costs its uint8 size, not four times that);
+    score_threshold, iou_threshold: for this call instead of the model's own (None keeps it);
+    on_batch: called with the number of images after each batch (progress bars).
+    """
     model.eval()
+    postprocess = model.postprocess.with_thresholds(score_threshold, iou_threshold)
     device, size = model_device(model), model.image_size
     out: list[Detections] = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
+        chunk = [im if isinstance(im, Tensor) else to_tensor(im) for im in images[start : start + batch_size]]
         batch = torch.stack([resize_image(im, size) for im in chunk]).to(device)
-        for im, det in zip(chunk, model(batch).detections, strict=True):
+        for im, det in zip(chunk, model(batch, postprocess=postprocess).detections, strict=True):
             out.append(_scale(det.to("cpu"), size, tuple(im.shape[-2:])))
+        if on_batch is not None:
+            on_batch(len(chunk))
     return out
 
 
@@ -116,8 +105,8 @@ def predict(model: Detector, images: Sequence[Tensor], batch_size: int = 8) -> l
 class Evaluation:
     metrics: DetectionMetrics
     detections: list[Detections]  # per image, in its own pixels
-    val_loss: float
-    ms_per_image: float
+    val_loss: float | None  # mean loss per image (None when evaluate was asked for no loss)
+    ms_per_image: float  # the model's forward pass alone, see model_ms_per_image
 
 
 # mAP integrates precision over every score, so evaluation keeps low-scoring boxes (as COCO/VOC
@@ -125,28 +114,42 @@ class Evaluation:
 EVAL_SCORE_THRESHOLD = 0.01
 
 
+def model_ms_per_image(batch_ms: Sequence[float]) -> float:
+    """Per-image milliseconds of each batch's forward pass -> one figure: their median, without
+    the first batch when there are three or more (its oneDNN kernels are created on first use).
+    The median, because on a shared machine a slow spell of another process can make a few batches
+    ten times slower; it moves the mean, hardly the median."""
+    timed = list(batch_ms[1:] if len(batch_ms) >= 3 else batch_ms)
+    return statistics.median(timed) if timed else float("nan")
+
+
 @torch.no_grad()
 def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
-             on_batch: Callable[[int], None] | None = None, score_threshold: float | None = EVAL_SCORE_THRESHOLD) -> Evaluation:
+             on_batch: Callable[[int], None] | None = None, score_threshold: float | None = EVAL_SCORE_THRESHOLD,
+             iou_threshold: float | None = None, loss: bool = True) -> Evaluation:
     """Score ``model`` on ``annotations`` (COCO and VOC metrics, in the images' own coordinates).
 
-    score_threshold: replaces the model's own for this evaluation (None keeps the model's).
+    score_threshold, iou_threshold: for this evaluation instead of the model's own (None keeps it);
+    loss: also the mean loss (one more forward pass with the targets, not timed). ``ms_per_image``
+    times the forward pass that makes the detections, as ``predict`` runs it: no loading, decoding,
+    resizing, loss or metrics (:func:`model_ms_per_image`).
     """
-    with thresholds(model, score=score_threshold):
-        return _evaluate(model, annotations, batch_size, on_batch)
-
-
-def _evaluate(model: Detector, annotations: AnnotationSet, batch_size: int, on_batch: Callable[[int], None] | None) -> Evaluation:
     model.eval()
+    postprocess = model.postprocess.with_thresholds(score_threshold, iou_threshold)
     device = model_device(model)
-    loader = DataLoader(DetectionDataset(annotations, size=model.image_size), batch_size=batch_size, collate_fn=collate_detection)
+    loader = DataLoader(DetectionDataset(annotations, size=model.image_size), batch_size=batch_size,
+                        collate_fn=collate_detection)
     dets: list[Detections] = []
-    loss_sum, seconds = 0.0, 0.0
+    loss_sum, batch_ms = 0.0, []
     for images, targets in loader:
+        images = images.to(device)
+        _sync(device)
         t0 = time.perf_counter()
-        out = model(images.to(device), move_to(targets, device))
-        seconds += time.perf_counter() - t0
-        loss_sum += float(out.loss) * len(images)
+        out = model(images, postprocess=postprocess)
+        _sync(device)
+        batch_ms.append(1000 * (time.perf_counter() - t0) / len(images))
+        if loss:
+            loss_sum += float(model(images, move_to(targets, device)).loss) * len(images)
         for t, det in zip(targets, out.detections, strict=True):
             ann = annotations[t.image_id]
             dets.append(_scale(det.to("cpu"), model.image_size, (ann.height, ann.width)))
@@ -154,7 +157,12 @@ def _evaluate(model: Detector, annotations: AnnotationSet, batch_size: int, on_b
             on_batch(len(images))
     metrics = evaluate_detections(dets, annotations.images, len(annotations.class_names), annotations.class_names)
     n = max(len(annotations), 1)
-    return Evaluation(metrics, dets, loss_sum / n, 1000 * seconds / n)
+    return Evaluation(metrics, dets, loss_sum / n if loss else None, model_ms_per_image(batch_ms))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+        torch.cuda.synchronize(device)
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,8 @@ def train(arch: str, train_set: AnnotationSet, val_set: AnnotationSet, out_dir: 
     val_data = DetectionDataset(val_set, size=size)
 
     def metrics(m: torch.nn.Module) -> dict[str, float]:
-        ev = evaluate(m, val_set, batch_size=train_config.batch_size)  # type: ignore[arg-type]
+        # The Trainer computes the validation loss itself; here only the metrics are needed.
+        ev = evaluate(m, val_set, batch_size=train_config.batch_size, loss=False)  # type: ignore[arg-type]
         return {"map50": ev.metrics.map50, "map": ev.metrics.map}
 
     if train_config.monitor is None:

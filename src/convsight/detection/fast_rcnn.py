@@ -14,64 +14,57 @@ drawn per image (128 rois, 25% foreground) rather than 2 images x 64.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from convsight.backbones import build_backbone, freeze
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.detection.proposals import ProposalCache, ProposalConfig
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
+from convsight.detection.proposals import ProposalCache, ProposalConfig, Proposer
 from convsight.detection.roi_heads import RoIHead, RoIHeadConfig
-from convsight.errors import ConfigError
 from convsight.ops.boxes import clip_boxes, remove_small_boxes
 from convsight.structures import DetectorOutput, Target
 
-Proposer = Callable[[Tensor], Tensor]  # image (3, H, W) in [0, 1] -> proposals (N, 4) xyxy pixels
 
-
-@dataclass(frozen=True)
-class FastRCNNConfig:
+@dataclass(frozen=True, kw_only=True)
+class FastRCNNConfig(DetectorConfig):
     """feature_level: the backbone level the RoIs are pooled from (a stride or a level name);
     max_proposals: proposals kept per image (selective search's first ones); roi_head: sampling,
     pooling and FC sizes (:class:`RoIHeadConfig`)."""
 
-    image_size: tuple[int, int] = (256, 256)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.05, iou_threshold=0.3, topk=100))
     feature_level: int | str = 16
     max_proposals: int = 300
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
 
-    def __post_init__(self) -> None:
-        h, w = self.image_size
-        if h < 32 or w < 32 or h % 32 or w % 32:
-            raise ConfigError(f"fast_rcnn: image_size sides must be multiples of 32, got {self.image_size}")
+    def validate(self) -> None:
+        self.check_divisible(32, "the backbone's coarsest stride")
         if self.max_proposals < 1:
-            raise ConfigError(f"fast_rcnn: max_proposals must be >= 1, got {self.max_proposals}")
-        if not isinstance(self.roi_head, RoIHeadConfig):
-            raise ConfigError(f"fast_rcnn: roi_head must be a RoIHeadConfig, got {type(self.roi_head).__name__}")
+            raise self.error(f"max_proposals must be >= 1, got {self.max_proposals}")
+        self.check_types(roi_head=RoIHeadConfig)
 
 
+@register_detector("fast_rcnn", FastRCNNConfig)
 class FastRCNNDetector(Detector):
     """Proposer + backbone (one level) + :class:`RoIHead`; see the module doc."""
 
+    config: FastRCNNConfig
+
     def __init__(self, num_classes: int, config: FastRCNNConfig, proposer: Proposer | None = None) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes = "fast_rcnn", config, num_classes
-        self.postprocess = config.postprocess
+        super().__init__(num_classes, config)
         # A ProposalCache is cheap to build; selective search only runs when an image first needs it.
         self.proposer: Proposer = proposer or ProposalCache(ProposalConfig(max_proposals=config.max_proposals))
-        self.backbone = build_backbone(config.backbone, out_levels=[config.feature_level],
-                                       weights=config.backbone_weights)
-        if config.freeze_backbone:
-            freeze(self.backbone)
         info = self.backbone.feature_info[0]
         self.roi_head = RoIHead(info.channels, info.stride, num_classes, config.roi_head)
+
+    def backbone_levels(self, config: FastRCNNConfig) -> list[int | str]:
+        return [config.feature_level]
 
     def proposals(self, images: Tensor) -> list[Tensor]:
         """``(B, 3, H, W)`` -> B proposal tensors ``(N_i, 4)``: clipped, non-empty, at most ``max_proposals``."""
@@ -83,15 +76,11 @@ class FastRCNNDetector(Detector):
                 out.append(p[remove_small_boxes(p, 1.0)])  # a zero-width box pools nothing useful
         return out
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
         proposals = self.proposals(images)
         feature = self.backbone(images)[0]  # (B, C_f, H / s, W / s)
         losses, detections = self.roi_head(feature, proposals, targets, self.image_size,
-                                           None if self.training else self.postprocess)
+                                           None if self.training else postprocess or self.postprocess)
         return DetectorOutput(detections=detections, losses=losses)
-
-
-@register_detector("fast_rcnn", FastRCNNConfig)
-def build_fast_rcnn(num_classes: int, config: FastRCNNConfig, proposer: Proposer | None = None) -> FastRCNNDetector:
-    return FastRCNNDetector(num_classes, config, proposer)

@@ -16,64 +16,54 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from convsight.backbones import build_backbone, freeze
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
 from convsight.detection.roi_heads import RoIHead, RoIHeadConfig
 from convsight.detection.rpn import RegionProposalNetwork, RPNConfig
-from convsight.errors import ConfigError
 from convsight.structures import DetectorOutput, Target
 
 
-@dataclass(frozen=True)
-class FasterRCNNConfig:
+@dataclass(frozen=True, kw_only=True)
+class FasterRCNNConfig(DetectorConfig):
     """feature_level: the backbone level shared by the RPN and the RoI head (a stride or a level
     name); rpn: anchors, sampling and proposal counts (:class:`RPNConfig`); roi_head: RoI sampling,
     pooling and FC sizes (:class:`RoIHeadConfig`)."""
 
-    image_size: tuple[int, int] = (256, 256)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.05, iou_threshold=0.3, topk=100))
     feature_level: int | str = 16
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
 
-    def __post_init__(self) -> None:
-        h, w = self.image_size
-        if h < 32 or w < 32 or h % 32 or w % 32:
-            raise ConfigError(f"faster_rcnn: image_size sides must be multiples of 32, got {self.image_size}")
-        if not isinstance(self.rpn, RPNConfig):
-            raise ConfigError(f"faster_rcnn: rpn must be an RPNConfig, got {type(self.rpn).__name__}")
-        if not isinstance(self.roi_head, RoIHeadConfig):
-            raise ConfigError(f"faster_rcnn: roi_head must be a RoIHeadConfig, got {type(self.roi_head).__name__}")
+    def validate(self) -> None:
+        self.check_divisible(32, "the backbone's coarsest stride")
+        self.check_types(rpn=RPNConfig, roi_head=RoIHeadConfig)
 
 
+@register_detector("faster_rcnn", FasterRCNNConfig)
 class FasterRCNNDetector(Detector):
     """Backbone (one level) + :class:`RegionProposalNetwork` + :class:`RoIHead`; see the module doc."""
 
+    config: FasterRCNNConfig
+
     def __init__(self, num_classes: int, config: FasterRCNNConfig) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes = "faster_rcnn", config, num_classes
-        self.postprocess = config.postprocess
-        self.backbone = build_backbone(config.backbone, out_levels=[config.feature_level],
-                                       weights=config.backbone_weights)
-        if config.freeze_backbone:
-            freeze(self.backbone)
+        super().__init__(num_classes, config)
         info = self.backbone.feature_info[0]
         self.rpn = RegionProposalNetwork(info.channels, info.stride, config.rpn)
         self.roi_head = RoIHead(info.channels, info.stride, num_classes, config.roi_head)
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def backbone_levels(self, config: FasterRCNNConfig) -> list[int | str]:
+        return [config.feature_level]
+
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
         feature = self.backbone(images)[0]  # (B, C_f, H / s, W / s)
         proposals, rpn_losses = self.rpn(feature, self.image_size, targets)  # B x (N_i, 4), detached
         roi_losses, detections = self.roi_head(feature, proposals, targets, self.image_size,
-                                               None if self.training else self.postprocess)
+                                               None if self.training else postprocess or self.postprocess)
         return DetectorOutput(detections=detections, losses={**rpn_losses, **roi_losses})
-
-
-@register_detector("faster_rcnn", FasterRCNNConfig)
-def build_faster_rcnn(num_classes: int, config: FasterRCNNConfig) -> FasterRCNNDetector:
-    return FasterRCNNDetector(num_classes, config)

@@ -1,4 +1,7 @@
-"""A trained detector made faster for inference, with the same outputs (within float rounding).
+"""A trained detector loaded and made faster for inference, with the same outputs (within float rounding).
+
+:func:`load_for_inference` is the one way the CLI (``detect eval`` / ``predict``, ``export``), the
+web page and the demo get a detector to run: a file, a shipped architecture or the default one.
 
 :func:`optimize_for_inference` is what a deployment step does to a trained convnet before serving it
 (as Ultralytics' ``model.fuse()`` and TensorRT / oneDNN graph passes do):
@@ -19,11 +22,19 @@ The folded model cannot be trained or saved any more (its BatchNorm statistics a
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from convsight.detection.base import DETECTORS, Detector
+from convsight.detection.config import register_all
+from convsight.detection.files import canonical_arch, detector_file, shipped_detectors
+from convsight.detection.serialize import load_detector
+from convsight.training.distributed import resolve_device
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -66,3 +77,37 @@ def optimize_for_inference(model: M) -> M:
     model.to(memory_format=torch.channels_last)
     model.inference_only = True
     return model
+
+
+def load_for_inference(weights_or_arch: str | os.PathLike[str] | None = None, device: str | torch.device = "auto", *,
+                       arch: str | None = None, optimize: bool = True) -> tuple[Detector, tuple[str, ...], Path]:
+    """A detector ready to run: ``(model in eval mode on device, class names, the file it came from)``.
+
+    weights_or_arch: a detector file, the name (or alias: ``faster-rcnn``) of an architecture that
+    ships a file, or None for :data:`~convsight.detection.defaults.DEFAULT_ARCH`; a string is an
+    architecture unless a file of that name exists or it has a folder or an extension.
+    arch: when given, the file must hold that architecture (a :class:`~convsight.errors.WeightsError` if not).
+    device: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
+    optimize: :func:`optimize_for_inference` (the default; same detections, faster). False keeps the
+    model as saved, for a caller that exports or inspects its layers.
+    """
+    name = None if arch is None else canonical_arch(arch)
+    source = weights_or_arch
+    if source is None or (isinstance(source, str) and _is_arch(source)):
+        path = detector_file(None, canonical_arch(source) if source is not None else name)
+    else:
+        path = detector_file(source)
+    model, names = load_detector(path, arch=name)
+    model = model.to(device if isinstance(device, torch.device) else resolve_device(device))
+    return (optimize_for_inference(model) if optimize else model), names, path
+
+
+def _is_arch(text: str) -> bool:
+    """``text`` means an architecture: no file of that name exists, and it is a registered or
+    shipped name, or at least looks like one (no folder, no extension: ``--arch nope`` should hear
+    which architectures ship, not that a file is missing)."""
+    if Path(text).is_file():
+        return False
+    register_all()
+    name = canonical_arch(text)
+    return name in DETECTORS or name in shipped_detectors() or not any(c in text for c in "./\\")

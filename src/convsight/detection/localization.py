@@ -23,40 +23,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convsight.backbones import build_backbone, freeze
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.errors import ConfigError
-from convsight.ops.boxes import box_area, box_iou, clip_boxes, cxcywh_to_xyxy, xyxy_to_cxcywh
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
+from convsight.ops.boxes import (
+    box_area,
+    box_iou,
+    clip_boxes,
+    cxcywh_to_xyxy,
+    xyxy_to_cxcywh,
+)
 from convsight.structures import Detections, DetectorOutput, Target
 
 TARGET_RULES = ("largest", "first")
 
 
-@dataclass(frozen=True)
-class LocalizationConfig:
+@dataclass(frozen=True, kw_only=True)
+class LocalizationConfig(DetectorConfig):
     """box_weight: ``alpha`` in ``J = J_cls + alpha * J_box`` (the box term is a squared error of
     numbers in ``[0, 1]``, much smaller than a cross-entropy, hence > 1); target_object: which gt box an
     image with several objects teaches (``"largest"`` or ``"first"``); hidden: width of the shared FC
     layer after pooling (0: heads sit directly on the pooled features)."""
 
     image_size: tuple[int, int] = (128, 128)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(score_threshold=0.3, topk=1))
     box_weight: float = 5.0
     target_object: str = "largest"
     hidden: int = 256
 
-    def __post_init__(self) -> None:
-        if len(self.image_size) != 2 or min(self.image_size) < 32:
-            raise ConfigError(f"localization: image_size must be (H, W) with sides >= 32, got {self.image_size}")
+    def validate(self) -> None:
         if self.box_weight < 0:
-            raise ConfigError(f"localization: box_weight (alpha) must be >= 0, got {self.box_weight}")
-        if self.target_object not in TARGET_RULES:
-            raise ConfigError(f"localization: target_object must be one of {TARGET_RULES}, got {self.target_object!r}")
+            raise self.error(f"box_weight (alpha) must be >= 0, got {self.box_weight}")
+        self.check_choices(target_object=TARGET_RULES)
         if self.hidden < 0:
-            raise ConfigError(f"localization: hidden must be >= 0, got {self.hidden}")
+            raise self.error(f"hidden must be >= 0, got {self.hidden}")
 
 
 # ---- pure maths ---------------------------------------------------------------------------------
@@ -153,17 +156,14 @@ def localization_metrics(
 # ---- the module ---------------------------------------------------------------------------------
 
 
+@register_detector("localization", LocalizationConfig)
 class LocalizationDetector(Detector):
     """Backbone -> global average pool -> (FC) -> class head ``(C + 1)`` and box head ``(4)``."""
 
+    config: LocalizationConfig
+
     def __init__(self, num_classes: int, config: LocalizationConfig) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes = "localization", config, num_classes
-        self.postprocess = config.postprocess
-        # Default levels; only the deepest (last) one is pooled.
-        self.backbone = build_backbone(config.backbone, weights=config.backbone_weights)
-        if config.freeze_backbone:
-            freeze(self.backbone)
+        super().__init__(num_classes, config)  # the backbone's default levels; only the deepest is pooled
         c = self.backbone.out_channels
         self.neck: nn.Module = nn.Identity()
         if config.hidden:
@@ -178,8 +178,10 @@ class LocalizationDetector(Detector):
         x = self.neck(feat.mean(dim=(2, 3)))  # (B, C_feat) -> (B, hidden)
         return self.cls_head(x), self.box_head(x).sigmoid()
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
+        threshold = (postprocess or self.postprocess).score_threshold  # one box per image: no NMS, no top-k
         logits, boxes = self.predict(images)
         losses: dict[str, Tensor] = {}
         if targets is not None:
@@ -192,12 +194,7 @@ class LocalizationDetector(Detector):
         if not self.training:
             label, score, xyxy, is_obj = decode_localization(logits.detach(), boxes.detach(), self.image_size)
             for i in range(images.shape[0]):
-                keep = is_obj[i] & (score[i] > self.postprocess.score_threshold)
+                keep = is_obj[i] & (score[i] > threshold)
                 det = Detections(xyxy[i : i + 1], score[i : i + 1], label[i : i + 1])
                 detections.append(det if keep else Detections.empty(images.device))
         return DetectorOutput(detections=detections, losses=losses)
-
-
-@register_detector("localization", LocalizationConfig)
-def build_localization(num_classes: int, config: LocalizationConfig) -> LocalizationDetector:
-    return LocalizationDetector(num_classes, config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from torch import Tensor
 from convsight.errors import ConfigError
 from convsight.io.atomic import atomic_path
 from convsight.ops.boxes import box_iou
+
+# What R-CNN and Fast R-CNN take as proposer: ProposalCache, or any such callable (tests use jittered gt).
+Proposer = Callable[[Tensor], Tensor]  # image (3, H, W) in [0, 1] -> proposals (N, 4) xyxy pixels
 
 
 @dataclass(frozen=True)

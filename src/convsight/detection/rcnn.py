@@ -22,7 +22,7 @@ to the proposals so every object has at least one perfect positive.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -30,29 +30,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from convsight.backbones import build_backbone, freeze
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.detection.proposals import ProposalCache, ProposalConfig
-from convsight.errors import ConfigError
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
+from convsight.detection.proposals import ProposalCache, ProposalConfig, Proposer
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes, expand_boxes
 from convsight.ops.matching import match_boxes, sample_fg_bg
 from convsight.structures import Detections, DetectorOutput, Target
 
-Proposer = Callable[[Tensor], Tensor]  # image (3, H, W) in [0, 1] -> proposals (N, 4) xyxy pixels
 
-
-@dataclass(frozen=True)
-class RCNNConfig:
+@dataclass(frozen=True, kw_only=True)
+class RCNNConfig(DetectorConfig):
     """max_proposals: selective-search cap per image; warp_size: side of the warped proposal;
     context_pad: grow each proposal by this factor before warping (1.0: none); fg_iou / bg_iou,
     rois_per_image, positive_fraction: training sample (see the module doc); box_weights: box coder
     weights; hidden: FC width; batch_size: warped proposals per ConvNet call at inference."""
 
     image_size: tuple[int, int] = (128, 128)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.3, iou_threshold=0.3, topk=100))
     max_proposals: int = 500
@@ -66,19 +64,19 @@ class RCNNConfig:
     hidden: int = 256
     batch_size: int = 128
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.max_proposals < 1:
-            raise ConfigError(f"rcnn: max_proposals must be >= 1, got {self.max_proposals}")
+            raise self.error(f"max_proposals must be >= 1, got {self.max_proposals}")
         if self.warp_size < 32 or self.warp_size % 32:
-            raise ConfigError(f"rcnn: warp_size must be a multiple of 32 (the backbone stride), got {self.warp_size}")
+            raise self.error(f"warp_size must be a multiple of 32 (the backbone stride), got {self.warp_size}")
         if self.context_pad < 1.0:
-            raise ConfigError(f"rcnn: context_pad is a growth factor >= 1, got {self.context_pad}")
+            raise self.error(f"context_pad is a growth factor >= 1, got {self.context_pad}")
         if not 0.0 <= self.bg_iou <= self.fg_iou <= 1.0:
-            raise ConfigError(f"rcnn: need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
+            raise self.error(f"need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
         if self.rois_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0:
-            raise ConfigError("rcnn: rois_per_image must be >= 1 and positive_fraction in [0, 1]")
+            raise self.error("rois_per_image must be >= 1 and positive_fraction in [0, 1]")
         if self.hidden < 1 or self.batch_size < 1:
-            raise ConfigError("rcnn: hidden and batch_size must be >= 1")
+            raise self.error("hidden and batch_size must be >= 1")
 
 
 # ---- pure maths ---------------------------------------------------------------------------------
@@ -147,37 +145,47 @@ def decode_rcnn(logits: Tensor, offsets: Tensor, rois: Tensor, coder: BoxCoder) 
 
 
 class RCNNHead(nn.Module):
-    """Warped regions ``(M, 3, S, S)`` -> logits ``(M, C+1)`` and offsets ``(M, C, 4)``."""
+    """Pooled features of warped regions ``(M, C_feat)`` -> logits ``(M, C+1)`` and offsets ``(M, C, 4)``."""
 
-    def __init__(self, num_classes: int, config: RCNNConfig) -> None:
+    def __init__(self, in_channels: int, num_classes: int, config: RCNNConfig) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.backbone = build_backbone(config.backbone, weights=config.backbone_weights)
-        if config.freeze_backbone:
-            freeze(self.backbone)
-        self.fc = nn.Sequential(nn.Linear(self.backbone.out_channels, config.hidden), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Linear(in_channels, config.hidden), nn.ReLU(inplace=True))
         self.cls = nn.Linear(config.hidden, num_classes + 1)
         self.box = nn.Linear(config.hidden, 4 * num_classes)
         # Small start for the offsets: an untrained regressor should leave proposals where they are.
         nn.init.normal_(self.box.weight, std=0.001)
         nn.init.zeros_(self.box.bias)
 
-    def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
-        feat = self.backbone(crops)[-1].mean(dim=(2, 3))  # (M, C_feat, S/32, S/32) -> (M, C_feat)
-        x = self.fc(feat)  # (M, hidden)
+    def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.fc(feat)  # (M, C_feat) -> (M, hidden)
         return self.cls(x), self.box(x).view(-1, self.num_classes, 4)  # (M, C+1), (M, C, 4)
 
 
+@register_detector("rcnn", RCNNConfig)
 class RCNNDetector(Detector):
-    """Proposer + warp + :class:`RCNNHead`; see the module doc."""
+    """Proposer + warp + backbone (the deepest of its default levels, pooled) + :class:`RCNNHead`;
+    see the module doc."""
+
+    config: RCNNConfig
 
     def __init__(self, num_classes: int, config: RCNNConfig, proposer: Proposer | None = None) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes, self.postprocess = "rcnn", config, num_classes, config.postprocess
+        super().__init__(num_classes, config)  # the backbone runs on the warped regions, not the image
         # A ProposalCache is cheap to build; selective search only runs when an image first needs it.
         self.proposer: Proposer = proposer or ProposalCache(ProposalConfig(max_proposals=config.max_proposals))
-        self.head = RCNNHead(num_classes, config)
+        self.head = RCNNHead(self.backbone.out_channels, num_classes, config)
         self.coder = BoxCoder(config.box_weights)
+
+    @classmethod
+    def upgrade_state_dict(cls, state: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+        """Files written before the backbone moved out of the head (``head.backbone.*``) still load."""
+        old = "head.backbone."
+        return {("backbone." + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
+
+    def score_regions(self, crops: Tensor) -> tuple[Tensor, Tensor]:
+        """Warped regions ``(M, 3, S, S)`` -> logits ``(M, C+1)``, offsets ``(M, C, 4)``."""
+        feat = self.backbone(crops)[-1].mean(dim=(2, 3))  # (M, C_feat, S/32, S/32) -> (M, C_feat)
+        return self.head(feat)
 
     def proposals(self, images: Tensor) -> list[Tensor]:
         """``(B, 3, H, W)`` -> B proposal tensors ``(N_i, 4)``, clipped, at most ``max_proposals``."""
@@ -192,11 +200,13 @@ class RCNNDetector(Detector):
         crops = warp_regions(images, rois, self.config.warp_size, self.config.context_pad)  # (M, 3, S, S)
         if len(crops) == 0:
             return crops.new_zeros((0, self.num_classes + 1)), crops.new_zeros((0, self.num_classes, 4))
-        outs = [self.head(chunk) for chunk in crops.split(self.config.batch_size)]
+        outs = [self.score_regions(chunk) for chunk in crops.split(self.config.batch_size)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
+        postprocess = postprocess or self.postprocess
         proposals = self.proposals(images)
         losses: dict[str, Tensor] = {}
         if targets is not None:
@@ -213,10 +223,5 @@ class RCNNDetector(Detector):
                 for i, part in enumerate(zip(logits.split([len(p) for p in proposals]),
                                              offsets.split([len(p) for p in proposals]), strict=True)):
                     probs, boxes = decode_rcnn(part[0], part[1], proposals[i], self.coder)
-                    detections.append(self.postprocess(boxes, probs, image_size=self.image_size))
+                    detections.append(postprocess(boxes, probs, image_size=self.image_size))
         return DetectorOutput(detections=detections, losses=losses)
-
-
-@register_detector("rcnn", RCNNConfig)
-def build_rcnn(num_classes: int, config: RCNNConfig, proposer: Proposer | None = None) -> RCNNDetector:
-    return RCNNDetector(num_classes, config, proposer)

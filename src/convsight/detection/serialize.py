@@ -2,65 +2,24 @@
 
 The metadata holds the architecture name, the config (JSON), the class names and a format version,
 so ``load_detector(path)`` needs nothing else, and a file for another architecture or a corrupt one
-gives a :class:`~convsight.errors.WeightsError` naming the file and the reason.
+gives a :class:`~convsight.errors.WeightsError` naming the file and the reason. Which files ship with
+convsight, and the architecture names a user may type: :mod:`convsight.detection.files`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from convsight.detection.base import Detector
-from convsight.errors import WeightsError
+from convsight.detection.build import build_detector
+from convsight.detection.config import config_class, config_from_dict, config_to_dict
+from convsight.errors import ConfigError, WeightsError
 from convsight.weights import load_state_dict_checked, read_weights, save_state_dict
 
 FORMAT = "convsight-detector/1"
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A frozen config dataclass (possibly nested) -> JSON-safe dict."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def _rebuild(tp: Any, value: Any) -> Any:
-    """JSON ``value`` -> the annotated type ``tp`` (nested dataclasses, tuples, optionals)."""
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            if arg is not type(None):
-                try:
-                    return _rebuild(arg, value)
-                except (TypeError, ValueError):
-                    continue
-        return value
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        return config_from_dict(tp, value)  # type: ignore[arg-type]
-    if origin is tuple and isinstance(value, list):
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_rebuild(args[0], v) for v in value)
-        if args and len(args) == len(value):
-            return tuple(_rebuild(a, v) for a, v in zip(args, value, strict=True))
-        return tuple(value)
-    return value
-
-
-def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Inverse of :func:`config_to_dict` for config class ``cls`` (unknown keys are an error)."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}")
-    return cls(**{k: _rebuild(hints[k], v) for k, v in data.items()})
 
 
 def save_detector(model: Detector, path: str | os.PathLike[str], class_names: Sequence[str],
@@ -97,8 +56,6 @@ def load_detector(path: str | os.PathLike[str], arch: str | None = None) -> tupl
 
     arch: when given, the file must hold that architecture.
     """
-    from convsight.detection.build import build_detector, make_config
-
     path = Path(path)
     state, meta = read_weights(path)
     meta = _check_meta(path, meta)
@@ -106,12 +63,11 @@ def load_detector(path: str | os.PathLike[str], arch: str | None = None) -> tupl
         raise WeightsError(f"{path}: holds a {meta['arch']!r} detector, not {arch!r}")
     try:
         names = tuple(json.loads(meta["class_names"]))
-        cls = type(make_config(meta["arch"]))
         # Backbone weights come from this file, so the config must not fetch any.
-        cfg = config_from_dict(cls, {**json.loads(meta["config"]), "backbone_weights": None})
+        cfg = config_from_dict(config_class(meta["arch"]), {**json.loads(meta["config"]), "backbone_weights": None})
         num_classes = int(meta["num_classes"])
-    except (ValueError, TypeError, KeyError) as e:
+    except (ConfigError, ValueError, TypeError, KeyError) as e:
         raise WeightsError(f"{path}: malformed detector metadata ({e})") from e
     model = build_detector(meta["arch"], num_classes, cfg)
-    load_state_dict_checked(model, state, str(path))
+    load_state_dict_checked(model, model.upgrade_state_dict(state), str(path))
     return model.eval(), names

@@ -35,8 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.errors import ConfigError
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
 from convsight.ops.boxes import box_iou
 from convsight.ops.matching import BACKGROUND, match_boxes, sample_fg_bg
 from convsight.ops.windows import window_starts
@@ -46,8 +50,8 @@ MODES = ("conv", "naive")
 TOTAL_STRIDE = 4  # two 2x2 max-pools in PatchNet
 
 
-@dataclass(frozen=True)
-class SlidingWindowConfig:
+@dataclass(frozen=True, kw_only=True)
+class SlidingWindowConfig(DetectorConfig):
     """input_size: side S of the classifier's square input (a multiple of 4, >= 16); window_shapes:
     ``(ky, kx)`` whole-number multiples of S per window shape (``(1, 2)`` = S high, 2S wide); mode:
     inference form; fg_iou / bg_iou: window labelling for training; crops_per_image /
@@ -57,8 +61,6 @@ class SlidingWindowConfig:
 
     image_size: tuple[int, int] = (128, 128)
     backbone: str = "patchnet"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.5, iou_threshold=0.3, topk=50))
     mode: str = "conv"
@@ -70,26 +72,23 @@ class SlidingWindowConfig:
     positive_fraction: float = 0.25
     batch_size: int = 256
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"sliding_window: mode must be one of {MODES}, got {self.mode!r}")
+    def validate(self) -> None:
+        self.check_choices(mode=MODES)
         if self.backbone != "patchnet" or self.backbone_weights not in (None, "random"):
-            raise ConfigError("sliding_window: the patch classifier must be backbone='patchnet' with random weights "
-                              "(padded backbones break the naive/convolutional equivalence)")
+            raise self.error("the patch classifier must be backbone='patchnet' with random weights "
+                             "(padded backbones break the naive/convolutional equivalence)")
         if self.input_size < 16 or self.input_size % TOTAL_STRIDE:
-            raise ConfigError(f"sliding_window: input_size must be a multiple of 4 and >= 16, got {self.input_size}")
+            raise self.error(f"input_size must be a multiple of 4 and >= 16, got {self.input_size}")
         if not self.window_shapes or any(len(k) != 2 or int(k[0]) != k[0] or int(k[1]) != k[1] or min(k) < 1
                                          for k in self.window_shapes):
-            raise ConfigError(
-                f"sliding_window: window_shapes must be (ky, kx) whole numbers >= 1, got {self.window_shapes}")
+            raise self.error(f"window_shapes must be (ky, kx) whole numbers >= 1, got {self.window_shapes}")
         h, w = self.image_size
         if not any(ky * self.input_size <= h and kx * self.input_size <= w for ky, kx in self.window_shapes):
-            raise ConfigError(f"sliding_window: no window shape fits a {h}x{w} image")
+            raise self.error(f"no window shape fits a {h}x{w} image")
         if not 0.0 <= self.bg_iou <= self.fg_iou <= 1.0:
-            raise ConfigError(f"sliding_window: need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
+            raise self.error(f"need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
         if self.crops_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0 or self.batch_size < 1:
-            raise ConfigError(
-                "sliding_window: crops_per_image and batch_size must be >= 1, positive_fraction in [0, 1]")
+            raise self.error("crops_per_image and batch_size must be >= 1, positive_fraction in [0, 1]")
 
 
 class PatchNet(nn.Module):
@@ -203,13 +202,15 @@ def sample_training_crops(
     return torch.cat([gt, windows[idx]]), torch.cat([target.labels.to(windows.device), labels[idx]])
 
 
+@register_detector("sliding_window", SlidingWindowConfig)
 class SlidingWindowDetector(Detector):
     """A :class:`PatchNet` and the window geometry; ``config.mode`` picks the inference form."""
 
+    config: SlidingWindowConfig
+    has_backbone = False  # the PatchNet is its own feature extractor (valid convolutions, see the module doc)
+
     def __init__(self, num_classes: int, config: SlidingWindowConfig) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes = "sliding_window", config, num_classes
-        self.postprocess = config.postprocess
+        super().__init__(num_classes, config)
         self.net = PatchNet(num_classes + 1, config.input_size)
         if config.freeze_backbone:  # "backbone" = the convolutional features; the FC-as-conv layers train
             for p in self.net.features.parameters():
@@ -219,8 +220,10 @@ class SlidingWindowDetector(Detector):
         """``(3, H, W)`` -> windows ``(N, 4)``, softmax scores ``(N, C+1)`` in the configured form."""
         return (conv_scores if self.config.mode == "conv" else naive_scores)(self, image)
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
+        postprocess = postprocess or self.postprocess
         losses: dict[str, Tensor] = {}
         if targets is not None:
             s = self.config.input_size
@@ -243,10 +246,5 @@ class SlidingWindowDetector(Detector):
                 for image in images:
                     windows, probs = self.scores(image)
                     probs = probs[:, : self.num_classes]  # (N, C): background column dropped
-                    detections.append(self.postprocess(windows, probs, image_size=self.image_size))
+                    detections.append(postprocess(windows, probs, image_size=self.image_size))
         return DetectorOutput(detections=detections, losses=losses)
-
-
-@register_detector("sliding_window", SlidingWindowConfig)
-def build_sliding_window(num_classes: int, config: SlidingWindowConfig) -> SlidingWindowDetector:
-    return SlidingWindowDetector(num_classes, config)

@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convsight.backbones import build_backbone, freeze
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.errors import ConfigError
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
 from convsight.ops.anchors import (
     SSD_ASPECT_RATIOS,
     AnchorConfig,
@@ -42,8 +45,8 @@ from convsight.structures import Detections, DetectorOutput, Target
 BACKGROUND = -1  # match index of a default box that teaches "background"
 
 
-@dataclass(frozen=True)
-class SSDConfig:
+@dataclass(frozen=True, kw_only=True)
+class SSDConfig(DetectorConfig):
     """levels: backbone strides (or names) whose maps carry default boxes; extra_layers: stride-2
     blocks appended after the deepest level, each giving one more (coarser) map; extra_channels: their
     width; s_min, s_max: smallest and largest default-box scale (fractions of the shorter side; the
@@ -52,13 +55,8 @@ class SSDConfig:
     boxes at or above it become positives; neg_pos_ratio: mined negatives per positive; box_weight:
     ``alpha``; variances: SSD's box-coder variances."""
 
-    image_size: tuple[int, int] = (256, 256)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(
-        default_factory=lambda: PostprocessConfig(score_threshold=0.05, iou_threshold=0.45, topk=100, pre_nms_topk=400)
-    )
+        default_factory=lambda: PostprocessConfig(score_threshold=0.05, iou_threshold=0.45, topk=100, pre_nms_topk=400))
     levels: tuple[int | str, ...] = (8, 16, 32)
     extra_layers: int = 2
     extra_channels: int = 128
@@ -70,28 +68,24 @@ class SSDConfig:
     box_weight: float = 1.0
     variances: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
 
-    def __post_init__(self) -> None:
-        if len(self.image_size) != 2 or min(self.image_size) < 32:
-            raise ConfigError(f"ssd: image_size must be (H, W) with sides >= 32, got {self.image_size}")
+    def validate(self) -> None:
         if not self.levels:
-            raise ConfigError("ssd: levels must name at least one backbone level")
+            raise self.error("levels must name at least one backbone level")
         if self.extra_layers < 0 or self.extra_channels < 1:
-            raise ConfigError(f"ssd: need extra_layers >= 0 and extra_channels >= 1, got "
-                              f"{self.extra_layers}, {self.extra_channels}")
+            raise self.error(f"need extra_layers >= 0 and extra_channels >= 1, got "
+                             f"{self.extra_layers}, {self.extra_channels}")
         if not 0.0 < self.iou_threshold <= 1.0:
-            raise ConfigError(f"ssd: iou_threshold must lie in (0, 1], got {self.iou_threshold}")
+            raise self.error(f"iou_threshold must lie in (0, 1], got {self.iou_threshold}")
         if self.neg_pos_ratio < 0 or self.box_weight < 0:
-            raise ConfigError(f"ssd: neg_pos_ratio and box_weight must be >= 0, got "
-                              f"{self.neg_pos_ratio}, {self.box_weight}")
+            raise self.error(f"neg_pos_ratio and box_weight must be >= 0, got {self.neg_pos_ratio}, {self.box_weight}")
         BoxCoder.from_variances(self.variances)  # validates the variances
         self.default_box_config()  # validates scales and aspect ratios (one tuple per level if nested)
         # Exact grids: each map must tile the image, so the sides must divide by the coarsest stride.
         ints = [lv for lv in self.levels if isinstance(lv, int)]
         if len(ints) == len(self.levels):
             coarsest = max(ints) * 2**self.extra_layers
-            if self.image_size[0] % coarsest or self.image_size[1] % coarsest:
-                raise ConfigError(f"ssd: image sides {self.image_size} must be multiples of the coarsest stride "
-                                  f"{coarsest} (levels {self.levels} plus {self.extra_layers} extra layers)")
+            self.check_divisible(coarsest, f"the coarsest stride: levels {self.levels} plus "
+                                           f"{self.extra_layers} extra layers")
 
     @property
     def num_maps(self) -> int:
@@ -231,15 +225,14 @@ def _flatten_head(x: Tensor, k: int) -> Tensor:
     return x.view(b, -1, k, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, k)
 
 
+@register_detector("ssd", SSDConfig)
 class SSDDetector(Detector):
     """Backbone levels + extra layers -> per-map 3x3 conv heads -> default-box logits and offsets."""
 
+    config: SSDConfig
+
     def __init__(self, num_classes: int, config: SSDConfig) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes, self.postprocess = "ssd", config, num_classes, config.postprocess
-        self.backbone = build_backbone(config.backbone, out_levels=list(config.levels), weights=config.backbone_weights)
-        if config.freeze_backbone:
-            freeze(self.backbone)
+        super().__init__(num_classes, config)
         channels = [f.channels for f in self.backbone.feature_info]
         self.extras = nn.ModuleList()
         for _ in range(config.extra_layers):
@@ -252,6 +245,9 @@ class SSDDetector(Detector):
             nn.Conv2d(c, k * (num_classes + 1), 3, padding=1) for c, k in zip(channels, self.box_counts))
         self.box_heads = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, self.box_counts))
         self.coder = BoxCoder.from_variances(config.variances)
+
+    def backbone_levels(self, config: SSDConfig) -> list[int | str]:
+        return list(config.levels)
 
     def feature_maps(self, images: Tensor) -> list[Tensor]:
         """``(B, 3, H, W)`` -> backbone maps then extra maps, by increasing stride."""
@@ -268,8 +264,10 @@ class SSDDetector(Detector):
         box = torch.cat([_flatten_head(h(f), 4) for h, f in zip(self.box_heads, feats)], dim=1)  # (B, A, 4)
         return cls, box, self.default_boxes(feats, self.image_size)
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
+        postprocess = postprocess or self.postprocess
         cls, box, defaults = self.predict(images)
         losses: dict[str, Tensor] = {}
         if targets is not None:
@@ -279,10 +277,5 @@ class SSDDetector(Detector):
         if not self.training:
             for i in range(images.shape[0]):
                 boxes, scores = decode_ssd(cls[i].detach(), box[i].detach(), defaults, self.coder)
-                detections.append(self.postprocess(boxes, scores, image_size=self.image_size))
+                detections.append(postprocess(boxes, scores, image_size=self.image_size))
         return DetectorOutput(detections=detections, losses=losses)
-
-
-@register_detector("ssd", SSDConfig)
-def build_ssd(num_classes: int, config: SSDConfig) -> SSDDetector:
-    return SSDDetector(num_classes, config)

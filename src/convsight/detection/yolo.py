@@ -45,9 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convsight.backbones import build_backbone, freeze
-from convsight.detection.base import Detector, PostprocessConfig, register_detector
-from convsight.errors import ConfigError
+from convsight.detection.base import (
+    Detector,
+    DetectorConfig,
+    PostprocessConfig,
+    register_detector,
+)
 from convsight.structures import DetectorOutput, Target
 
 LAYOUTS = ("per_box", "shared")
@@ -58,8 +61,8 @@ _OBJ_PRIOR = 0.05  # initial objectness, so the many empty cells do not swamp th
 _MAX_LOG_SCALE = 4.0  # clamp of t_w, t_h before exp (anchor x e^4 is already far beyond the image)
 
 
-@dataclass(frozen=True)
-class YoloConfig:
+@dataclass(frozen=True, kw_only=True)
+class YoloConfig(DetectorConfig):
     """boxes_per_cell: ``B`` without anchors (with anchors ``B = len(anchors) / len(scales)``);
     layout: ``"per_box"`` or ``"shared"``; loss: ``"lecture"`` or ``"yolov1"``; anchors: ``(w, h)``
     priors as fractions of the image, or ``None``; scales: backbone strides, one grid each (grid =
@@ -70,9 +73,6 @@ class YoloConfig:
     (used by both losses)."""
 
     image_size: tuple[int, int] = (224, 224)
-    backbone: str = "tiny"
-    backbone_weights: str | None = None
-    freeze_backbone: bool = False
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.2, iou_threshold=0.45, topk=100))
     boxes_per_cell: int = 2
@@ -85,30 +85,22 @@ class YoloConfig:
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
 
-    def __post_init__(self) -> None:
-        if len(self.image_size) != 2 or min(self.image_size) < 32:
-            raise ConfigError(f"yolo: image_size must be (H, W) with sides >= 32, got {self.image_size}")
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"yolo: layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"yolo: loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.head not in HEADS:
-            raise ConfigError(f"yolo: head must be one of {HEADS}, got {self.head!r}")
+    def validate(self) -> None:
+        self.check_choices(layout=LAYOUTS, loss=LOSSES, head=HEADS)
         if self.boxes_per_cell < 1 or self.head_channels < 1:
-            raise ConfigError("yolo: boxes_per_cell and head_channels must be >= 1")
+            raise self.error("boxes_per_cell and head_channels must be >= 1")
         if not self.scales or list(self.scales) != sorted(set(self.scales)):
-            raise ConfigError(f"yolo: scales must be distinct strides in increasing order, got {self.scales}")
-        for s in self.scales:
-            if self.image_size[0] % s or self.image_size[1] % s:
-                raise ConfigError(f"yolo: image_size {self.image_size} is not a multiple of stride {s}")
+            raise self.error(f"scales must be distinct strides in increasing order, got {self.scales}")
+        for stride in self.scales:
+            self.check_divisible(stride, "the stride of a scale")
         if self.anchors is not None:
             if not self.anchors or len(self.anchors) % len(self.scales):
-                raise ConfigError(f"yolo: need a multiple of {len(self.scales)} anchors (one set per scale), "
-                                  f"got {len(self.anchors)}")
+                raise self.error(f"need a multiple of {len(self.scales)} anchors (one set per scale), "
+                                 f"got {len(self.anchors)}")
             if any(len(a) != 2 or not 0 < a[0] <= 1 or not 0 < a[1] <= 1 for a in self.anchors):
-                raise ConfigError(f"yolo: anchors are (w, h) fractions of the image in (0, 1], got {self.anchors}")
+                raise self.error(f"anchors are (w, h) fractions of the image in (0, 1], got {self.anchors}")
         if self.lambda_coord < 0 or self.lambda_noobj < 0:
-            raise ConfigError("yolo: lambda_coord and lambda_noobj must be >= 0")
+            raise self.error("lambda_coord and lambda_noobj must be >= 0")
 
     @property
     def num_boxes(self) -> int:
@@ -343,15 +335,14 @@ def _head(c_in: int, width: int, c_out: int, kind: str = "conv") -> nn.Sequentia
     return nn.Sequential(*layers, nn.Conv2d(width, c_out, 1))
 
 
+@register_detector("yolo", YoloConfig)
 class YoloDetector(Detector):
     """Backbone levels at ``config.scales`` -> one conv head per scale -> YOLO grid predictions."""
 
+    config: YoloConfig
+
     def __init__(self, num_classes: int, config: YoloConfig) -> None:
-        super().__init__()
-        self.arch, self.config, self.num_classes, self.postprocess = "yolo", config, num_classes, config.postprocess
-        self.backbone = build_backbone(config.backbone, out_levels=list(config.scales), weights=config.backbone_weights)
-        if config.freeze_backbone:
-            freeze(self.backbone)
+        super().__init__(num_classes, config)
         nb, c = config.num_boxes, num_classes
         depth = nb * (5 + c) if config.layout == "per_box" else 5 * nb + c
         self.heads = nn.ModuleList(_head(info.channels, config.head_channels, depth, config.head)
@@ -361,9 +352,13 @@ class YoloDetector(Detector):
             nn.init.constant_(head[-1].bias[0:nb * step:step], math.log(_OBJ_PRIOR / (1 - _OBJ_PRIOR)))
         self._anchors = config.anchors_per_scale()
 
-    def forward(self, images: Tensor, targets: list[Target] | None = None) -> DetectorOutput:
+    def backbone_levels(self, config: YoloConfig) -> list[int | str]:
+        return list(config.scales)
+
+    def forward(self, images: Tensor, targets: list[Target] | None = None,
+                postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
-        cfg, size = self.config, self.image_size
+        cfg, size, postprocess = self.config, self.image_size, postprocess or self.postprocess
         feats = self.backbone(images)
         raws = [head(f).permute(0, 2, 3, 1) for head, f in zip(self.heads, feats, strict=True)]  # (B, Gh, Gw, D)
         losses: dict[str, Tensor] = {}
@@ -374,7 +369,7 @@ class YoloDetector(Detector):
             with torch.no_grad():
                 boxes, scores = decode_predictions(raws, self.num_classes, cfg.num_boxes, cfg.layout, size,
                                                    self._anchors)
-            detections = [self.postprocess(b, s, image_size=size) for b, s in zip(boxes, scores, strict=True)]
+            detections = [postprocess(b, s, image_size=size) for b, s in zip(boxes, scores, strict=True)]
         return DetectorOutput(detections, losses)
 
     def _losses(self, raws: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
@@ -392,8 +387,3 @@ class YoloDetector(Detector):
                               lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj)
             total = {name: total.get(name, 0) + v for name, v in terms.items()}
         return total
-
-
-@register_detector("yolo", YoloConfig)
-def build_yolo(num_classes: int, config: YoloConfig) -> YoloDetector:
-    return YoloDetector(num_classes, config)

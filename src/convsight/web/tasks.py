@@ -19,27 +19,21 @@ class TaskResult:
 
 @lru_cache(maxsize=1)
 def _detector():  # type: ignore[no-untyped-def]
-    from convsight.detection.inference import optimize_for_inference
-    from convsight.detection.outputs import detector_file
-    from convsight.detection.serialize import load_detector
+    from convsight.detection.inference import load_for_inference
 
-    model, names = load_detector(detector_file(None, None))
-    return optimize_for_inference(model), names
+    model, names, _ = load_for_inference(None, "cpu")
+    return model, names
 
 
 def detect(image: np.ndarray) -> TaskResult:
     """The default shipped detector (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on
     synthetic shapes) on the image."""
-    import torch
-
     from convsight.detection import engine
     from convsight.detection.defaults import display_threshold
-    from convsight.io.images import to_tensor
     from convsight.viz import draw_boxes
 
     model, names = _detector()
-    with torch.no_grad(), engine.thresholds(model, score=display_threshold(model.arch)):
-        det = engine.predict(model, [to_tensor(image)])[0]
+    det = engine.predict(model, [image], score_threshold=display_threshold(model.arch))[0]
     drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
     objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
                for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
