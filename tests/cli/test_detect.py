@@ -18,21 +18,57 @@ def files(tmp_path):
     return tmp_path, cocoeval(ds, preds)
 
 
+TWELVE = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
+          "mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")  # COCOeval.stats order
+
+
 def test_json_output_equals_cocoeval(cli, files):
     root, ref = files
     r = cli("detect", "score", root / "gt.json", root / "preds.json", "--json", "--plot", root / "pr.png")
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)  # exactly one JSON document
-    assert doc["map"] == pytest.approx(ref.stats[0], abs=1e-4)
-    assert doc["map50"] == pytest.approx(ref.stats[1], abs=1e-4)
+    for key, stat in zip(TWELVE, ref.stats, strict=True):
+        assert (doc[key] is None) if stat == -1 else doc[key] == pytest.approx(stat, abs=1e-6), key
     assert set(doc["per_class"]) == {"c0", "c1", "c2", "c3", "c4"}
+    assert doc["voc07_map50"] is not None and doc["use_difficult"] is False
     assert (root / "pr.png").stat().st_size > 0
 
 
 def test_human_output(cli, files):
     root, _ = files
     r = cli("detect", "score", root / "gt.json", root / "preds.json")
-    assert r.code == 0 and "map50" in r.stdout and "c2" in r.stdout
+    assert r.code == 0 and "c2" in r.stdout
+    for key in (*TWELVE, "voc_map50", "voc07_map50"):
+        assert key in r.stdout
+
+
+def test_score_voc_folder_difficult_ignored_or_counted(cli, tmp_path):
+    # A VOC folder as the devkit lays it out (VOCdevkit README: Annotations/<id>.xml with <object>,
+    # <name>, <difficult>, <bndbox> xmin/ymin/xmax/ymax): one easy and one difficult dog.
+    voc = tmp_path / "VOC2007"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    (voc / "Annotations" / "000005.xml").write_text(
+        "<annotation><folder>VOC2007</folder><filename>000005.jpg</filename>"
+        "<size><width>500</width><height>375</height><depth>3</depth></size>"
+        "<object><name>dog</name><pose>Left</pose><truncated>0</truncated><difficult>0</difficult>"
+        "<bndbox><xmin>10</xmin><ymin>10</ymin><xmax>110</xmax><ymax>110</ymax></bndbox></object>"
+        "<object><name>dog</name><pose>Left</pose><truncated>1</truncated><difficult>1</difficult>"
+        "<bndbox><xmin>200</xmin><ymin>200</ymin><xmax>300</xmax><ymax>300</ymax></bndbox></object></annotation>")
+    from convsight.io.formats import read_dataset
+
+    ds = read_dataset(voc)
+    label = ds.class_names.index("dog")
+    # only the easy dog is found: VOC AP 1.0 when difficult objects are ignored, 0.5 when counted
+    res = [{"image_id": 1, "category_id": ds.category_id(label), "bbox": [10, 10, 100, 100], "score": 0.9}]
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    r = cli("detect", "score", voc, tmp_path / "res.json", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["voc_map50"] == pytest.approx(1.0)
+    r = cli("detect", "score", voc, tmp_path / "res.json", "--json", "--use-difficult")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["voc_map50"] == pytest.approx(0.5) and doc["use_difficult"] is True
 
 
 @pytest.mark.parametrize(
@@ -118,3 +154,49 @@ def test_detect_errors_are_one_line(cli, tmp_path, toy_scenes, args, message):
     r = cli("detect", *args, "--out" if args[0] != "eval" else "--batch-size", tmp_path / "o" if args[0] != "eval" else "2")
     assert r.code == 2, r.stderr
     assert r.stderr.count("\n") == 1 and message in r.stderr
+
+
+def test_predict_with_data_uses_the_datasets_ids(cli, tmp_path, toy_scenes):
+    r = cli("detect", "train", "--arch", "toy", "--data", toy_scenes, "--out", tmp_path / "run", "--epochs", "1",
+            "--batch-size", "4", "--image-size", "32", "--json")
+    assert r.code == 0, r.stderr
+    weights = json.loads(r.stdout)["weights"]
+    # The same scenes with COCO-like ids: image ids neither 1..N nor contiguous, category ids in the
+    # reverse order of the detector's classes (so only a mapping by name gets them right).
+    doc = json.loads((toy_scenes / "annotations.json").read_text())
+    new_img = {im["id"]: 397000 + 13 * im["id"] for im in doc["images"]}
+    new_cat = {c["id"]: 90 - 7 * c["id"] for c in doc["categories"]}
+    for im in doc["images"]:
+        im["id"] = new_img[im["id"]]
+    for a in doc["annotations"]:
+        a["image_id"], a["category_id"] = new_img[a["image_id"]], new_cat[a["category_id"]]
+    for c in doc["categories"]:
+        c["id"] = new_cat[c["id"]]
+    gt = toy_scenes / "renumbered.json"
+    gt.write_text(json.dumps(doc))
+    r = cli("detect", "predict", "--data", gt, "--weights", weights, "--out", tmp_path / "pred", "--conf", "0.01", "--json")
+    assert r.code == 0, r.stderr
+    results = json.loads((tmp_path / "pred" / "results.json").read_text())
+    assert results and {d["image_id"] for d in results} <= set(new_img.values())
+    assert {d["category_id"] for d in results} <= set(new_cat.values())
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    pred = json.loads(r.stdout)["images"]
+    by_file = {p["file"]: p for p in pred}
+    first = next(d for d in results)  # the category written is the one of the predicted class's name
+    file = next(im["file_name"] for im in doc["images"] if im["id"] == first["image_id"])
+    assert names[first["category_id"]] in {d["class"] for d in by_file[str(toy_scenes / file)]["detections"]}
+    r = cli("detect", "score", gt, tmp_path / "pred" / "results.json", "--json")
+    assert r.code == 0, r.stderr
+    scored = json.loads(r.stdout)
+    assert scored["num_images"] == len(doc["images"]) and sum(c["num_det"] for c in scored["per_class"].values()) == len(results)
+    # eval's --use-difficult: the flag reaches the metrics (these scenes have no difficult objects)
+    r = cli("detect", "eval", toy_scenes, "--weights", weights, "--use-difficult", "--json")
+    assert r.code == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["use_difficult"] is True and "mar100" in ev and "voc07_map50" in ev
+    # a detector class the dataset does not have: one clear line
+    doc["categories"] = doc["categories"][1:]
+    doc["annotations"] = [a for a in doc["annotations"] if a["category_id"] in {c["id"] for c in doc["categories"]}]
+    gt.write_text(json.dumps(doc))
+    r = cli("detect", "predict", "--data", gt, "--weights", weights, "--out", tmp_path / "pred2")
+    assert r.code == 2 and r.stderr.count("\n") == 1 and "not categories of this dataset" in r.stderr

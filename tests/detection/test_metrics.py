@@ -12,7 +12,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from convsight.detection.metrics import evaluate_detections, voc_ap
+from convsight.detection.metrics import evaluate_detections, voc07_ap, voc_ap
 from convsight.detection.plots import plot_pr_curves
 from convsight.io.annotations import AnnotationSet, ImageAnnotation
 from convsight.io.coco import detections_to_coco_results, to_coco_dict
@@ -75,14 +75,14 @@ def test_equals_pycocotools(seed):
         if stat == -1:
             assert math.isnan(value)
         else:
-            assert value == pytest.approx(stat, abs=1e-4)
+            assert value == pytest.approx(stat, abs=1e-6)
     prec = ref.eval["precision"][:, :, :, 0, 2]  # all areas, maxDets=100
     for k, name in enumerate(ds.class_names):
         p = prec[:, :, k]
         ap = ours.per_class[name].ap
         if (p > -1).any():
-            assert ap == pytest.approx(p.mean(), abs=1e-4)
-            assert ours.per_class[name].ap50 == pytest.approx(p[0].mean(), abs=1e-4)
+            assert ap == pytest.approx(p.mean(), abs=1e-6)
+            assert ours.per_class[name].ap50 == pytest.approx(p[0].mean(), abs=1e-6)
         else:
             assert math.isnan(ap)
     assert math.isnan(ours.per_class["c4"].ap)  # no ground truth
@@ -95,14 +95,17 @@ def test_max_dets_cut_matches_pycocotools():
     # COCOeval's precision for maxDets index 0 (maxDets=1) and 1 (maxDets=10).
     ours10 = evaluate_detections(preds, ds.images, ds.num_classes, max_dets=10)
     p = ref.eval["precision"][:, :, :, 0, 1]
-    assert ours10.map == pytest.approx(p[p > -1].mean(), abs=1e-4)
+    assert ours10.map == pytest.approx(p[p > -1].mean(), abs=1e-6)
     ours1 = evaluate_detections(preds, ds.images, ds.num_classes, max_dets=1)
     p = ref.eval["precision"][:, :, :, 0, 0]
-    assert ours1.map == pytest.approx(p[p > -1].mean(), abs=1e-4)
+    assert ours1.map == pytest.approx(p[p > -1].mean(), abs=1e-6)
 
 
-def reference_voc(dets, gts, thresh=0.5):
-    """py-faster-rcnn's voc_eval/voc_ap (use_07_metric=False), for one class, written out plainly."""
+def reference_voc(dets, gts, thresh=0.5, difficult=None):
+    """The VOC devkit's VOCevaldet.m (as copied by py-faster-rcnn's voc_eval, use_07_metric=False)
+    for one class, written out plainly: a detection on a difficult object is neither TP nor FP, and
+    difficult objects are not positives. ``ovmax >= minoverlap`` as in the devkit."""
+    difficult = difficult or {i: [False] * len(g) for i, g in gts.items()}
     order = sorted(range(len(dets)), key=lambda j: -dets[j][1])
     used = {i: [False] * len(g) for i, g in gts.items()}
     tp, fp = [], []
@@ -116,12 +119,14 @@ def reference_voc(dets, gts, thresh=0.5):
             ov = inter / ((b[2] - b[0]) * (b[3] - b[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter)
             if ov > best:
                 best, arg = ov, gi
-        if best > thresh and not used[img][arg]:
+        if best >= thresh and difficult[img][arg]:
+            continue  # "don't care"
+        if best >= thresh and not used[img][arg]:
             used[img][arg] = True
             tp.append(1), fp.append(0)
         else:
             tp.append(0), fp.append(1)
-    npos = sum(len(g) for g in gts.values())
+    npos = sum(not d for ds in difficult.values() for d in ds)
     tp, fp = np.cumsum(tp), np.cumsum(fp)
     rec, prec = tp / npos, tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     mrec, mpre = np.concatenate(([0.0], rec, [1.0])), np.concatenate(([0.0], prec, [0.0]))
@@ -131,19 +136,24 @@ def reference_voc(dets, gts, thresh=0.5):
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
-@pytest.mark.parametrize("seed", [0, 5])
-def test_voc_map_equals_reference_implementation(seed):
+@pytest.mark.parametrize("seed, use_difficult", [(0, False), (5, False), (3, True)])
+def test_voc_map_equals_reference_implementation(seed, use_difficult):
+    from dataclasses import replace
+
     ds, preds = random_problem(seed)
-    ours = evaluate_detections(preds, ds.images, ds.num_classes, ds.class_names)
+    g = torch.Generator().manual_seed(seed)  # mark ~20% of the objects difficult
+    ds = replace(ds, images=tuple(replace(im, difficult=torch.rand(len(im), generator=g) < 0.2) for im in ds.images))
+    ours = evaluate_detections(preds, ds.images, ds.num_classes, ds.class_names, use_difficult=use_difficult)
     aps = []
     for k, name in enumerate(ds.class_names):
         gts = {i: im.boxes[im.labels == k].double().tolist() for i, im in enumerate(ds.images)}
+        diff = {i: (im.difficult[im.labels == k] & (not use_difficult)).tolist() for i, im in enumerate(ds.images)}
         dets = [(i, float(s), b) for i, p in enumerate(preds) for b, s, lab in
                 zip(p.boxes.double().tolist(), p.scores.tolist(), p.labels.tolist(), strict=True) if lab == k]
-        if sum(len(g) for g in gts.values()) == 0:
+        if sum(not d for ds_ in diff.values() for d in ds_) == 0:
             assert math.isnan(ours.per_class[name].voc_ap50)
             continue
-        ref = reference_voc(dets, gts)
+        ref = reference_voc(dets, gts, difficult=diff)
         aps.append(ref)
         assert ours.per_class[name].voc_ap50 == pytest.approx(ref, abs=1e-9)
     assert ours.voc_map50 == pytest.approx(np.mean(aps), abs=1e-9)
@@ -189,3 +199,60 @@ def test_speed_is_reasonable():
     t = time.perf_counter()
     evaluate_detections(preds, ds.images, ds.num_classes)
     assert time.perf_counter() - t < 30  # generous: a guard against accidental quadratic blow-ups only
+
+
+def _devkit_case(crowd_region: bool = False):
+    """Worked by hand from the devkit's rule (VOCevaldet.m, VOC2012 devkit): one class, two images.
+
+    Image A: gt1 [0,0,10,10], gt2 [20,0,30,10] difficult. Image B: gt3 [0,0,10,10] (and, with
+    ``crowd_region``, a crowd region [48,48,62,62]). Detections by score: d1 .9 = gt1 (A),
+    d2 .8 = gt2 (A), d3 .7 [50,50,60,60] (B; IoU with the crowd region 100/196 >= 0.5),
+    d4 .6 = gt1 again (A), d5 .5 = gt3 (B).
+    """
+    a = ImageAnnotation("a.jpg", 100, 100, torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10]]), torch.tensor([0, 0]),
+                        difficult=torch.tensor([False, True]))
+    b_boxes, b_crowd = [[0.0, 0, 10, 10]], [False]
+    if crowd_region:
+        b_boxes, b_crowd = b_boxes + [[48.0, 48, 62, 62]], b_crowd + [True]
+    b = ImageAnnotation("b.jpg", 100, 100, torch.tensor(b_boxes), torch.zeros(len(b_boxes), dtype=torch.int64),
+                        crowd=torch.tensor(b_crowd))
+    det_a = Detections(torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [0, 0, 10, 10]]), torch.tensor([0.9, 0.8, 0.6]),
+                       torch.zeros(3, dtype=torch.int64))
+    det_b = Detections(torch.tensor([[50.0, 50, 60, 60], [0, 0, 10, 10]]), torch.tensor([0.7, 0.5]), torch.zeros(2, dtype=torch.int64))
+    return [det_a, det_b], [a, b]
+
+
+def test_voc_difficult_ignored_by_default_counted_on_request():
+    preds, gts = _devkit_case()
+    # Difficult ignored (devkit default): npos = 2; d2 is "don't care". d1 TP, d3 FP, d4 FP (gt1
+    # already claimed), d5 TP -> recall .5 .5 .5 1, precision 1 1/2 1/3 1/2.
+    # All-point: envelope 1 up to recall .5, then 1/2 -> AP = .5 * 1 + .5 * .5 = 0.75.
+    # 11-point: t = 0 .. .5 (6 points) best precision 1; t = .6 .. 1 (5 points) 1/2 -> 8.5 / 11.
+    m = evaluate_detections(preds, gts, 1)
+    assert m.voc_map50 == pytest.approx(0.75) and m.voc07_map50 == pytest.approx(8.5 / 11)
+    rec, prec = m.pr_curves["0"]
+    assert rec.tolist() == [0.5, 0.5, 0.5, 1.0] and prec == pytest.approx([1, 1 / 2, 1 / 3, 1 / 2])
+    # Counted: npos = 3; d1 TP, d2 TP, d3 FP, d4 FP, d5 TP -> recall 1/3 2/3 2/3 2/3 1, precision
+    # 1 1 2/3 1/2 3/5. All-point: 2/3 * 1 + 1/3 * 3/5 = 13/15. 11-point: t <= .6 (7 points) 1,
+    # t = .7 .. 1 (4 points) 3/5 -> 9.4 / 11.
+    m = evaluate_detections(preds, gts, 1, use_difficult=True)
+    assert m.voc_map50 == pytest.approx(13 / 15) and m.voc07_map50 == pytest.approx(9.4 / 11)
+    assert m.use_difficult and m.to_dict()["use_difficult"] is True
+    # COCO's numbers do not know the flag: the same either way.
+    assert m.map == evaluate_detections(preds, gts, 1).map
+
+
+def test_voc_crowd_region_is_dont_care():
+    # As above plus a crowd region in image B that d3 overlaps with IoU 100/196 >= 0.5: d3 is no
+    # longer a false positive. d1 TP, d4 FP, d5 TP -> recall .5 .5 1, precision 1 1/2 2/3:
+    # AP = .5 * 1 + .5 * 2/3 = 5/6. The region is no positive (npos stays 2).
+    preds, gts = _devkit_case(crowd_region=True)
+    m = evaluate_detections(preds, gts, 1)
+    assert m.voc_map50 == pytest.approx(5 / 6)
+    assert m.per_class["0"].num_gt == 3  # difficult objects are objects; the crowd region is not
+
+
+def test_voc07_eleven_point_hand_worked():
+    # recall .2 .4 .4 .8, precision 1 1 2/3 .8: t = 0 .. .4 -> 1 (5 points); t = .5 .. .8 -> .8
+    # (4 points); t = .9, 1 -> 0. AP = (5 + 3.2) / 11.
+    assert voc07_ap(np.array([0.2, 0.4, 0.4, 0.8]), np.array([1.0, 1.0, 2 / 3, 0.8])) == pytest.approx(8.2 / 11)

@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convsight.errors import ConfigError, DatasetError
-from convsight.io.formats import FORMATS, convert_dataset, detect_format, read_dataset, write_dataset
+from convsight.io.formats import (
+    FORMATS,
+    convert_dataset,
+    detect_format,
+    read_dataset,
+    write_dataset,
+)
 
 from .conftest import make_set
 

@@ -40,3 +40,22 @@ def test_size_mismatch_is_reported(scenes):
     wrong = replace(scenes, images=(replace(scenes[0], width=10),))
     with pytest.raises(DatasetError, match="annotations say 10x64"):
         DetectionDataset(wrong)[0]
+
+
+def test_crowd_and_ignore_regions_are_not_targets(scenes):
+    # torchvision's COCO reference (references/detection/coco_utils.py, ConvertCocoPolysToMask) keeps
+    # only annotations with iscrowd == 0 as targets; Detectron2 filters iscrowd the same way.
+    from dataclasses import replace
+
+    im = scenes[0]
+    n = len(im)
+    crowd = torch.zeros(n, dtype=torch.bool)
+    crowd[0] = True
+    ignore = torch.zeros(n, dtype=torch.bool)
+    if n > 1:
+        ignore[-1] = True
+    marked = replace(scenes, images=(replace(im, crowd=crowd, ignore=ignore),))
+    _, target = DetectionDataset(marked)[0]
+    keep = ~(crowd | ignore)
+    assert len(target) == int(keep.sum()) < n
+    assert torch.equal(target.boxes, im.boxes[keep]) and torch.equal(target.labels, im.labels[keep])

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+import yaml
 from PIL import Image
 
 from convsight.errors import DatasetError
+from convsight.io.annotations import AnnotationSet, ImageAnnotation
 from convsight.io.yolo_txt import read_yolo, write_yolo
 
 
@@ -40,12 +46,50 @@ def test_malformed_label_lines(tmp_path, lines, message):
     assert "x.txt" in str(e.value)
 
 
-def test_missing_classes_file(tmp_path):
-    _layout(tmp_path, classes=None)
-    with pytest.raises(DatasetError, match="missing classes.txt"):
-        read_yolo(tmp_path)
+def test_without_any_names_file_classes_are_numbered_from_the_labels(tmp_path):
+    _layout(tmp_path, "3 0.5 0.5 0.2 0.4\n", classes=None)
+    ds = read_yolo(tmp_path)
+    assert ds.class_names == ("0", "1", "2", "3")
+    assert ds.provenance["class_names_from"] == "label indices (no names file)"
 
 
 def test_writer_requires_images_under_root(tmp_path, random_set):
     with pytest.raises(DatasetError, match="needs images under"):
         write_yolo(random_set, tmp_path / "elsewhere")
+
+
+def _img2label(image):
+    # Ultralytics' img2label_paths (ultralytics/data/utils.py): the last /images/ -> /labels/, suffix .txt
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return sb.join(str(image).rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt"
+
+
+def test_writer_makes_ultralytics_layout_with_splits(tmp_path):
+    root = tmp_path / "out"
+    ims = []
+    for split, name in (("train", "a.jpg"), ("val", "b.png")):
+        path = root / "images" / split / name
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.zeros((50, 100, 3), np.uint8)).save(path)
+        ims.append(ImageAnnotation(path, 100, 50, torch.tensor([[10.0, 5.0, 30.0, 25.0], [0, 0, 100, 50]]),
+                                   torch.tensor([1, 0]), crowd=torch.tensor([False, True]), split=split))
+    write_yolo(AnnotationSet(tuple(ims), ("cat", "dog")), root)
+    doc = yaml.safe_load((root / "data.yaml").read_text())
+    assert doc == {"path": ".", "train": "images/train", "val": "images/val", "names": {0: "cat", 1: "dog"}}
+    for im in ims:
+        label = Path(_img2label(im.path))
+        # crowd regions are not objects: only the first box is written; 'cx cy w h' = 20/100 15/50 20/100 20/50
+        assert [float(v) for v in label.read_text().split()] == [1, 0.2, 0.3, 0.2, 0.4]
+    assert (root / "classes.txt").read_text() == "cat\ndog\n"
+    back = read_yolo(root)
+    assert back.splits == ("train", "val") and back.class_names == ("cat", "dog")
+
+
+def test_polygons_are_written_back_as_polygon_lines(tmp_path):
+    _layout(tmp_path, "1 0.1 0.2 0.5 0.2 0.3 0.6\n")
+    ds = read_yolo(tmp_path)
+    write_yolo(ds, tmp_path)
+    fields = (tmp_path / "labels" / "x.txt").read_text().split()
+    assert len(fields) == 7 and fields[0] == "1"
+    np.testing.assert_allclose([float(v) for v in fields[1:]], [0.1, 0.2, 0.5, 0.2, 0.3, 0.6])
+    assert read_yolo(tmp_path).provenance["polygon_lines"] == 1

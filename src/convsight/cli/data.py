@@ -1,13 +1,17 @@
-"""``convsight data``: synthetic scenes, dataset conversion, summaries and previews."""
+"""``convsight data``: synthetic scenes, dataset conversion, summaries, validation and previews."""
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from convsight.cli.common import JsonOption, info, out_console, print_json
+
+if TYPE_CHECKING:
+    from convsight.io.annotations import AnnotationSet
 
 app = typer.Typer(help="Datasets: generate synthetic scenes, convert between COCO / VOC / YOLO.", no_args_is_help=True)
 
@@ -77,62 +81,155 @@ def synth(
         info(f"wrote {what} to {out}")
 
 
+SplitOption = typer.Option(None, "--split", help="Only this split (train, val, test, ...; see `data info`).")
+
+
 @app.command()
 def convert(
     src: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
     dst: Path = typer.Argument(..., help="New folder to write."),
     to: Fmt = typer.Option(..., "--to", help="Target format."),
     src_format: Fmt | None = typer.Option(None, "--from", help="Source format (detected when omitted)."),
+    split: str | None = SplitOption,
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Convert a dataset between COCO, Pascal VOC and YOLO txt (images are copied or hard-linked)."""
+    """Convert a dataset between COCO, Pascal VOC and YOLO txt (images are copied or hard-linked).
+
+    What the target format cannot hold (segmentation in VOC/YOLO, crowd in YOLO, ...) is said on stderr, one line each.
+    """
     from convsight.io.formats import convert_dataset
 
-    ds = convert_dataset(src, dst, to.value, src_format.value if src_format else None, overwrite=overwrite)
+    ds, notes = convert_dataset(src, dst, to.value, src_format.value if src_format else None,
+                                overwrite=overwrite, split=split)
+    for note in notes:  # plain lines (rich would wrap them and read "[...]" as markup)
+        typer.echo(f"convsight: note: {note}", err=True)
+    ignored = sum(int(im.ignored.sum()) for im in ds.images)  # crowd regions are not boxes (see `data info`)
     if as_json:
-        print_json({"out": str(dst), "format": to.value, "images": len(ds), "boxes": ds.num_boxes})
+        print_json({"out": str(dst), "format": to.value, "images": len(ds), "boxes": ds.num_boxes - ignored,
+                    "ignored_regions": ignored, "notes": notes})
     else:
-        info(f"wrote {len(ds)} images, {ds.num_boxes} boxes to {dst} ({to.value})")
+        info(f"wrote {len(ds)} images, {ds.num_boxes - ignored} boxes to {dst} ({to.value})")
 
 
 @app.command("info")
 def info_cmd(
     path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
     fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+    split: str | None = SplitOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Summarise a dataset: images, boxes per class, empty images, box sizes."""
-    import torch
+    """Summarise a dataset: boxes per class, crowd/difficult/truncated counts, splits, polygon lines, name source.
 
+    Crowd regions and ignore-marked boxes are not objects: they are counted apart from the boxes per class.
+    """
     from convsight.io.formats import detect_format, read_dataset
 
     f = fmt.value if fmt else detect_format(path)
-    ds = read_dataset(path, f)
-    labels = torch.cat([im.labels for im in ds.images]) if len(ds) else torch.zeros(0, dtype=torch.int64)
-    boxes = torch.cat([im.boxes for im in ds.images]) if len(ds) else torch.zeros(0, 4)
-    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
-    per_class = {name: int((labels == k).sum()) for k, name in enumerate(ds.class_names)}
-    summary = {
-        "path": str(path), "format": f, "images": len(ds), "boxes": ds.num_boxes,
-        "images_without_boxes": sum(1 for im in ds.images if len(im) == 0), "per_class": per_class,
+    summary = dataset_summary(read_dataset(path, f, split=split), path, f)
+    if as_json:
+        print_json(summary)
+        return
+    _print_summary(summary)
+
+
+def dataset_summary(ds: AnnotationSet, path: Path, fmt: str | None = None) -> dict[str, Any]:
+    """The numbers `data info` prints (and its ``--json`` document)."""
+    import torch
+
+    prov = ds.provenance
+    if len(ds):
+        labels, boxes = torch.cat([im.labels for im in ds.images]), torch.cat([im.boxes for im in ds.images])
+        cols = {c: torch.cat([getattr(im, c) for im in ds.images]) for c in ("crowd", "ignore", "difficult", "truncated")}
+    else:
+        labels, boxes = torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4)
+        cols = {c: torch.zeros(0, dtype=torch.bool) for c in ("crowd", "ignore", "difficult", "truncated")}
+    ignored = cols["crowd"] | cols["ignore"]
+    objects = ~ignored
+    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt()[objects]
+    per = {key: {name: int((labels[mask] == k).sum()) for k, name in enumerate(ds.class_names)}
+           for key, mask in (("objects", objects), ("ignored", ignored), ("difficult", cols["difficult"] & objects))}
+    splits = {s: sum(1 for im in ds.images if im.split == s) for s in ds.splits}
+    return {
+        "path": str(path), "format": prov.get("format") or fmt, "layout": prov.get("layout"),
+        "class_names_from": prov.get("class_names_from"),
+        "images": len(ds), "boxes": int(objects.sum()), "annotations": ds.num_boxes,
+        "images_without_boxes": sum(1 for im in ds.images if not bool((~im.ignored).any())),
+        "crowd": int(cols["crowd"].sum()), "ignored": int(ignored.sum()),
+        "difficult": int((cols["difficult"] & objects).sum()), "truncated": int(cols["truncated"].sum()),
+        "with_segmentation": sum(1 for im in ds.images for s in im.segmentations if s is not None),  # type: ignore[union-attr]
+        "polygon_lines": int(prov.get("polygon_lines") or 0),
+        "splits": splits,
+        "splits_available": list(prov.get("splits") or splits),
+        "per_class": per["objects"], "per_class_ignored": per["ignored"], "per_class_difficult": per["difficult"],
         "box_side_px": {"min": float(side.min()) if len(side) else None, "median": float(side.median()) if len(side) else None,
                         "max": float(side.max()) if len(side) else None},
         "small_boxes_lt_32px": int((side < 32).sum()),
     }
-    if as_json:
-        print_json(summary)
-        return
+
+
+def _print_summary(s: dict[str, Any]) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{path} ({f})")
+    layout = f", {s['layout']}" if s["layout"] else ""
+    t = Table(title=f"{s['path']} ({s['format']}{layout})")
     t.add_column("class")
     t.add_column("boxes", justify="right")
-    for name, c in per_class.items():
-        t.add_row(name, str(c))
+    t.add_column("crowd/ignored", justify="right")
+    t.add_column("difficult", justify="right")
+    for name, c in s["per_class"].items():
+        t.add_row(name, str(c), str(s["per_class_ignored"][name]), str(s["per_class_difficult"][name]))
     out_console.print(t)
-    out_console.print(f"{summary['images']} images ({summary['images_without_boxes']} without boxes), "
-                      f"{summary['boxes']} boxes, {summary['small_boxes_lt_32px']} smaller than 32 px")
+    lines = [
+        (f"{s['images']} images ({s['images_without_boxes']} without boxes), {s['boxes']} boxes, "
+         f"{s['small_boxes_lt_32px']} smaller than 32 px"),
+        (f"{s['crowd']} crowd regions, {s['ignored'] - s['crowd']} other ignored boxes (neither counted as boxes); "
+         f"{s['difficult']} difficult, {s['truncated']} truncated"),
+    ]
+    if s["with_segmentation"]:
+        lines.append(f"{s['with_segmentation']} boxes carry a segmentation")
+    if s["polygon_lines"]:
+        lines.append(f"{s['polygon_lines']} polygon lines (YOLO segmentation, read as their bounding boxes)")
+    if s["splits"] or s["splits_available"]:
+        counted = ", ".join(f"{k} {v}" for k, v in s["splits"].items())
+        more = [k for k in s["splits_available"] if k not in s["splits"]]
+        lines.append("splits: " + (counted or "-") + (f" (also selectable with --split: {', '.join(more)})" if more else ""))
+    if s["class_names_from"]:
+        lines.append(f"class names from: {s['class_names_from']}")
+    for line in lines:
+        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
+    fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+    split: str | None = SplitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List every suspicious thing in a dataset, one `FILE: reason` line each; exit code 1 if any.
+
+    Checks: boxes outside the image, zero-size or non-finite; unknown classes; duplicate ids; missing or unlisted images.
+
+    A YOLO image without a label file is an empty image, not a problem.
+
+    Exit code 0 when nothing was found, 1 when something was, 2 when PATH is not a readable dataset.
+    """
+    from convsight.io.validate import check_dataset
+
+    result = check_dataset(path, fmt.value if fmt else None, split)
+    found, n = result.problems, len(result.dataset)
+    if as_json:
+        print_json([{"file": p.file, "reason": p.reason} for p in found])
+    else:
+        for p in found:
+            typer.echo(str(p))
+    images = f"{n} image{'s' if n != 1 else ''}"
+    if found:
+        info(f"{len(found)} problem{'s' if len(found) != 1 else ''} found in {images}")
+        raise typer.Exit(1)
+    if not as_json:
+        typer.echo(f"no problems found in {images}")
 
 
 @app.command()

@@ -8,44 +8,55 @@ import typer
 
 from convsight.cli.common import JsonOption, info, out_console, print_json
 from convsight.detection.defaults import DEFAULT_ARCH, thresholds_text
+from convsight.detection.files import canonical_arch
 
 app = typer.Typer(help="Object detection: the lineage from localization to YOLO and SSD.", no_args_is_help=True)
 
 
 def print_metrics(metrics, title: str) -> None:  # type: ignore[no-untyped-def]
-    """Overall metrics, then AP per class, as rich tables on stdout."""
+    """COCO's twelve numbers (AP row, AR row), VOC mAP@0.5 (all-point and 11-point), then AP per
+    class, as rich tables on stdout. Column names are the JSON keys."""
     from rich.table import Table
 
     d = metrics.to_dict()
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    t = Table(title=title)
-    for k in ("map", "map50", "map75", "map_small", "map_medium", "map_large", "voc_map50"):
-        t.add_column(k, justify="right")
-    t.add_row(*(fmt(d[k]) for k in ("map", "map50", "map75", "map_small", "map_medium", "map_large", "voc_map50")))
-    out_console.print(t)
+    rows = (("AP", ("map", "map50", "map75", "map_small", "map_medium", "map_large")),
+            ("AR", ("mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")))
+    for n, (kind, keys) in enumerate(rows):
+        t = Table(title=f"{title}\nCOCO {kind}" if n == 0 else f"COCO {kind}")
+        for k in keys:
+            t.add_column(k, justify="right")
+        t.add_row(*(fmt(d[k]) for k in keys))
+        out_console.print(t)
+    v = Table(title=f"VOC, IoU 0.5 (difficult objects {'counted' if d['use_difficult'] else 'ignored'})")
+    for k in ("voc_map50", "voc07_map50"):
+        v.add_column(k, justify="right")
+    v.add_row(fmt(d["voc_map50"]), fmt(d["voc07_map50"]))
+    out_console.print(v)
     c = Table(title="per class")
-    for col in ("class", "AP@[.5:.95]", "AP@0.5", "VOC AP@0.5", "gt", "det"):
+    for col in ("class", "AP@[.5:.95]", "AP@0.5", "VOC AP@0.5", "VOC07 AP@0.5", "gt", "det"):
         c.add_column(col, justify="left" if col == "class" else "right")
     for name, v in d["per_class"].items():
-        c.add_row(name, fmt(v["ap"]), fmt(v["ap50"]), fmt(v["voc_ap50"]), str(v["num_gt"]), str(v["num_det"]))
+        c.add_row(name, fmt(v["ap"]), fmt(v["ap50"]), fmt(v["voc_ap50"]), fmt(v["voc07_ap50"]), str(v["num_gt"]), str(v["num_det"]))
     out_console.print(c)
+
+
+USE_DIFFICULT_HELP = "Count VOC 'difficult' objects in VOC AP (the devkit ignores them; COCO's numbers never use the flag)."
 
 
 @app.command()
 def score(
-    gt: Path = typer.Argument(..., help="COCO ground truth (instances JSON; image files are not needed)."),
-    preds: Path = typer.Argument(..., help="COCO results JSON: a list of {image_id, category_id, bbox, score}."),
+    gt: Path = typer.Argument(..., help="Ground truth: a COCO instances JSON (image files are not needed) or any dataset folder."),
+    preds: Path = typer.Argument(..., help="COCO results JSON: a list of {image_id, category_id, bbox, score}, with GT's own ids."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write precision-recall curves to this PNG."),
     max_dets: int = typer.Option(100, min=1, help="Detections kept per image and class (COCO: 100)."),
+    use_difficult: bool = typer.Option(False, "--use-difficult", help=USE_DIFFICULT_HELP),
     as_json: bool = JsonOption,
 ) -> None:
-    """Score a COCO results file against COCO ground truth (mAP@[.5:.95], mAP@0.5, per class)."""
-    from convsight.detection.metrics import evaluate_detections
-    from convsight.io.coco import read_coco_results, read_coco_with_ids
+    """Score a COCO results file: COCO's twelve numbers (as pycocotools), VOC mAP@0.5, per class."""
+    from convsight.detection.scoring import score_results
 
-    ds, ids = read_coco_with_ids(gt)
-    detections = read_coco_results(preds, ids)
-    metrics = evaluate_detections(detections, ds.images, ds.num_classes, ds.class_names, max_dets=max_dets)
+    ds, metrics = score_results(gt, preds, max_dets=max_dets, use_difficult=use_difficult)
     if plot is not None:
         from convsight.detection.plots import plot_pr_curves
 
@@ -106,7 +117,6 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 
 ARCH_HELP = "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
-ARCH_ALIASES = {"localize": "localization", "sliding": "sliding_window", "fast-rcnn": "fast_rcnn", "faster-rcnn": "faster_rcnn"}
 
 
 @app.command()
@@ -132,9 +142,10 @@ def train(
 ) -> None:
     """Train a detector; keeps the best epoch (validation mAP@0.5) as OUT/detector.safetensors."""
     from convsight.detection import engine
+    from convsight.detection.config import config_with
     from convsight.training import TrainConfig
 
-    name = ARCH_ALIASES.get(arch, arch)
+    name = canonical_arch(arch)
     overrides = _overrides(sets)
     for key, value in (("backbone", backbone), ("backbone_weights", backbone_weights)):
         if value is not None:
@@ -143,7 +154,7 @@ def train(
         overrides["image_size"] = [image_size, image_size]
     if freeze_backbone:
         overrides["freeze_backbone"] = True
-    engine.config_with(name, overrides)  # a wrong architecture or option fails before any data is read
+    config_with(name, overrides)  # a wrong architecture or option fails before any data is read
     train_set, val_set = engine.load_splits(data, val, seed=seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=1e-4, precision=precision,
                       warmup_epochs=min(1, epochs - 1), device=device, seed=seed)
@@ -159,15 +170,11 @@ def train(
 
 
 def _load_model(weights: Path | None, arch: str | None, device: str):  # type: ignore[no-untyped-def]
-    from convsight.detection.inference import optimize_for_inference
-    from convsight.detection.outputs import detector_file
-    from convsight.detection.serialize import load_detector
-    from convsight.training.distributed import resolve_device
+    """``--weights`` or else the shipped file of ``--arch``, BatchNorm folded, channels-last (eval and
+    predict only run the model: same detections, faster)."""
+    from convsight.detection.inference import load_for_inference
 
-    weights = detector_file(weights, ARCH_ALIASES.get(arch, arch) if arch else None)
-    model, names = load_detector(weights)
-    # eval and predict only run the model: BatchNorm folded, channels-last (same detections, faster).
-    return optimize_for_inference(model.to(resolve_device(device))), names, weights
+    return load_for_inference(weights if weights is not None else arch, device)
 
 
 @app.command(name="eval")
@@ -180,9 +187,10 @@ def eval_(
     batch_size: int = typer.Option(8, min=1),
     device: str = typer.Option("auto"),
     plot: Path | None = typer.Option(None, "--plot", help="Also write precision-recall curves to this PNG."),
+    use_difficult: bool = typer.Option(False, "--use-difficult", help=USE_DIFFICULT_HELP),
     as_json: bool = JsonOption,
 ) -> None:
-    """Evaluate a detector on a dataset: COCO mAP@[.5:.95], mAP@0.5, VOC mAP@0.5, per class, speed."""
+    """Evaluate a detector on a dataset: COCO's twelve numbers, VOC mAP@0.5, per class, speed."""
     from rich.progress import Progress
 
     from convsight.cli.common import err_console
@@ -196,23 +204,29 @@ def eval_(
         raise DatasetError(f"{data}: classes {list(ds.class_names)} differ from the detector's {list(names)}")
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(ds))
-        with engine.thresholds(model, iou=iou):
-            ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
-                                 score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf)
+        ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
+                             score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf, iou_threshold=iou)
+    metrics = ev.metrics
+    if use_difficult:  # the same detections, scored again with difficult objects counted in VOC AP
+        from convsight.detection.metrics import evaluate_detections
+
+        metrics = evaluate_detections(ev.detections, ds.images, ds.num_classes, ds.class_names, use_difficult=True)
     if plot is not None:
         from convsight.detection.plots import plot_pr_curves
 
-        plot_pr_curves(ev.metrics, plot)
-    doc = {**ev.metrics.to_dict(), "val_loss": ev.val_loss, "ms_per_image": ev.ms_per_image, "weights": str(path)}
+        plot_pr_curves(metrics, plot)
+    doc = {**metrics.to_dict(), "val_loss": ev.val_loss, "ms_per_image": ev.ms_per_image, "weights": str(path)}
     if as_json:
         print_json(doc)
     else:
-        print_metrics(ev.metrics, f"{model.arch} on {data} ({len(ds)} images, {ev.ms_per_image:.1f} ms/image)")
+        print_metrics(metrics, f"{model.arch} on {data} ({len(ds)} images, {ev.ms_per_image:.1f} ms/image)")
 
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    images: list[Path] | None = typer.Argument(None, help="Image files or folders (or --data)."),
+    data: Path | None = typer.Option(None, "--data", help="Take the images from this dataset (COCO json or any dataset folder); "
+                                     "results.json then uses its image and category ids, so `detect score DATA results.json` works."),
     out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Output folder: annotated images, results.json, images.json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
     arch: str | None = typer.Option(None, help=f"Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default {DEFAULT_ARCH.replace('_', '-')})."),
@@ -230,23 +244,44 @@ def predict(
     from convsight.detection import engine
     from convsight.detection.defaults import display_threshold
     from convsight.detection.outputs import detections_doc, write_predictions
-    from convsight.io.images import list_images, load_image, to_tensor
+    from convsight.io.images import list_images, load_image
 
+    if (data is None) == (not images):
+        from convsight.errors import ConfigError
+
+        raise ConfigError("give image files/folders or --data DATASET (one of the two)")
     model, names, _ = _load_model(weights, arch, device)
     conf = display_threshold(model.arch) if conf is None else conf
-    paths = [p for item in images for p in (list_images(item) if item.is_dir() else [item])]
+    image_ids = category_ids = None
+    if data is not None:
+        paths, image_ids, category_ids = _dataset_images(data, names)
+    else:
+        paths = [p for item in images or [] for p in (list_images(item) if item.is_dir() else [item])]
     arrays = [load_image(p) for p in paths]  # all decoded (and checked) before any output is written
-    dets = []
-    with Progress(console=err_console, transient=True) as bar, engine.thresholds(model, conf, iou):
+    with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("detecting", total=len(arrays))
-        for start in range(0, len(arrays), batch_size):
-            chunk = [to_tensor(a) for a in arrays[start : start + batch_size]]  # float copies one batch at a time
-            dets += engine.predict(model, chunk, batch_size)
-            bar.advance(task, len(chunk))
-    write_predictions(out, paths, arrays, dets, names, overwrite=overwrite)
+        dets = engine.predict(model, arrays, batch_size, score_threshold=conf, iou_threshold=iou,
+                              on_batch=lambda n: bar.advance(task, n))
+    write_predictions(out, paths, arrays, dets, names, overwrite=overwrite, image_ids=image_ids, category_ids=category_ids)
     if as_json:
         print_json({**detections_doc(paths, dets, names), "out": str(out)})
     else:
         for p, d in zip(paths, dets, strict=True):
             info(f"{p}: {len(d)} objects" + "".join(f"\n  {names[k]} {s:.2f}" for k, s in zip(d.labels.tolist(), d.scores.tolist(), strict=True)))
         info(f"wrote {out}")
+
+
+def _dataset_images(data: Path, names: tuple[str, ...] | list[str]) -> tuple[list[Path], list[int], list[int]]:
+    """For ``predict --data``: the dataset's image paths, its image ids (``1..N`` for formats without
+    ids) and, for each detector class, the dataset's category id of the same name."""
+    from convsight.errors import DatasetError
+    from convsight.io.coco import CocoIds
+    from convsight.io.formats import read_dataset
+
+    ds = read_dataset(data)  # `detect score` reads the same images in the same order
+    missing = [n for n in names if n not in ds.class_names]
+    if missing:
+        raise DatasetError(f"{data}: the detector's classes {missing} are not categories of this dataset "
+                           f"(its categories: {list(ds.class_names)})")
+    ids = CocoIds.of(ds)
+    return [im.path for im in ds.images], list(ids.image_ids), [ids.category_ids[ds.class_names.index(n)] for n in names]

@@ -1,12 +1,25 @@
-"""The one evaluator for every detector: COCO mAP@[.5:.95] and Pascal VOC mAP@0.5.
+"""The one evaluator for every detector: the twelve COCO numbers and Pascal VOC mAP@0.5.
 
-COCO metrics follow pycocotools' ``COCOeval`` step for step (per image and class: detections sorted by
-score and cut to ``max_dets``, greedy matching to the best still-unmatched ground truth, 101-point
-interpolated precision), so the numbers equal it to within 1e-4 (a test checks this on randomized
-sets); pycocotools itself stays the independent reference and is not called here. VOC mAP@0.5 is the
-2010+ all-point AP (area under the monotone precision envelope) with VOC's own matching rule.
+COCO (``map`` ... ``mar_large``): pycocotools' ``COCOeval`` bbox rules exactly, computed by
+faster-coco-eval's C++ core (see :mod:`convsight.detection.coco_eval`). Crowd regions are ignore
+regions (IoU over the detection's area, any number of matches, no recall); ``area`` from the file
+decides small/medium/large. COCO's ``ignore`` key does *not* change these twelve numbers: pycocotools'
+``COCOeval._prepare`` overwrites ``gt["ignore"]`` with ``iscrowd`` (faster-coco-eval does the same),
+so an ``ignore``-marked box without ``iscrowd`` is scored as an ordinary object, and so it is here.
+VOC AP below and training (``DetectionDataset``) do treat ``ignore`` boxes as ignore regions.
+Per-class AP comes from the same arrays.
+
+VOC (``voc_map50``, ``voc07_map50``, the PR curves): convsight's own code, the devkit's rule
+(``VOCevaldet.m`` of the VOC2012 devkit; py-faster-rcnn's ``voc_eval.py`` is the Python copy):
+detections sorted by score, each assigned to the ground truth it overlaps most in its image; with
+IoU >= 0.5 it is a true positive if that object is still unclaimed, a false positive if already
+claimed, and *neither* if the object is ``difficult`` (unless ``use_difficult``) or a crowd /
+``ignore`` region. Difficult objects do not count in the number of positives. AP is the VOC2010+
+all-point area under the precision envelope; ``voc07_map50`` is VOC2007's 11-point AP. IoU is on
+continuous xyxy boxes (no devkit ``+1`` pixel), the same boxes COCO scores.
 
 Undefined values (a class without ground truth) are NaN and left out of the means, as COCOeval's -1.
+A ground-floor module: it imports no convsight module but its sibling ``coco_eval``.
 """
 
 from __future__ import annotations
@@ -17,18 +30,28 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import Tensor
 
-COCO_IOU_THRESHOLDS: tuple[float, ...] = tuple(np.linspace(0.5, 0.95, 10))
-RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-# COCO's area ranges, on box area in pixels.
-AREA_RANGES: dict[str, tuple[float, float]] = {
-    "all": (0.0, 1e10), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10),
-}
+from convsight.detection.coco_eval import (
+    AREA_RANGES,
+    COCO_IOU_THRESHOLDS,
+    STATS,
+    BoxArrays,
+    coco_evaluate,
+)
+
+__all__ = ["AREA_RANGES", "COCO_IOU_THRESHOLDS", "BoxArrays", "ClassAP", "DetectionMetrics", "box_iou_np",
+           "evaluate_arrays", "evaluate_detections", "ground_truth_arrays", "voc07_ap", "voc_ap"]
+
+COCO_STAT_NAMES: tuple[str, ...] = tuple(s[0] for s in STATS)
+METRIC_NAMES: tuple[str, ...] = (*COCO_STAT_NAMES, "voc_map50", "voc07_map50")
+VOC_IOU = 0.5
 
 
 class BoxSet(Protocol):
-    """Anything with ``boxes`` ``(N, 4)`` xyxy and ``labels`` ``(N,)`` (ground truth or detections)."""
+    """Anything with ``boxes`` ``(N, 4)`` xyxy and ``labels`` ``(N,)``. Ground truth may also carry
+    ``crowd``/``ignore``/``difficult`` ``(N,)`` bool and ``areas`` ``(N,)`` (as ``ImageAnnotation``)."""
 
     boxes: Tensor
     labels: Tensor
@@ -36,18 +59,24 @@ class BoxSet(Protocol):
 
 @dataclass(frozen=True)
 class ClassAP:
-    """One class's results; NaN where the class has no ground truth."""
+    """One class's results; NaN where the class has no ground truth.
+
+    num_gt: objects that count (not crowd / ``ignore``); num_det: detections of the class.
+    """
 
     ap: float  # AP@[.5:.95], COCO 101-point
     ap50: float  # AP@0.5, COCO 101-point
     voc_ap50: float  # AP@0.5, VOC all-point
     num_gt: int
     num_det: int
+    voc07_ap50: float = math.nan  # AP@0.5, VOC2007 11-point
 
 
 @dataclass(frozen=True)
 class DetectionMetrics:
-    """Evaluation results. ``pr_curves[name] = (recall, precision)`` at IoU 0.5 (VOC matching)."""
+    """Evaluation results: COCO's twelve stats (AP and AR by IoU, area and maxDets), VOC mAP@0.5
+    (all-point and 11-point), per class. ``pr_curves[name] = (recall, precision)`` at IoU 0.5 (VOC
+    matching, ignored detections left out)."""
 
     map: float
     map50: float
@@ -59,78 +88,42 @@ class DetectionMetrics:
     per_class: dict[str, ClassAP]
     num_images: int
     pr_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
+    mar1: float = math.nan
+    mar10: float = math.nan
+    mar100: float = math.nan
+    mar_small: float = math.nan
+    mar_medium: float = math.nan
+    mar_large: float = math.nan
+    voc07_map50: float = math.nan
+    use_difficult: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         def clean(x: float) -> float | None:
             return None if math.isnan(x) else round(float(x), 6)
 
-        overall = {k: clean(getattr(self, k)) for k in
-                   ("map", "map50", "map75", "map_small", "map_medium", "map_large", "voc_map50")}
+        overall = {k: clean(getattr(self, k)) for k in METRIC_NAMES}
         per_class = {n: {"ap": clean(c.ap), "ap50": clean(c.ap50), "voc_ap50": clean(c.voc_ap50),
-                         "num_gt": c.num_gt, "num_det": c.num_det} for n, c in self.per_class.items()}
-        return {**overall, "num_images": self.num_images, "per_class": per_class}
+                         "voc07_ap50": clean(c.voc07_ap50), "num_gt": c.num_gt, "num_det": c.num_det}
+                     for n, c in self.per_class.items()}
+        return {**overall, "use_difficult": self.use_difficult, "num_images": self.num_images, "per_class": per_class}
 
 
 def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes -> ``(N, M)`` (no +1 pixel, as COCO; 0 for empty unions)."""
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    return _pair_iou(np.repeat(a, len(b), 0), np.tile(b, (len(a), 1))).reshape(len(a), len(b))
+
+
+def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of row-aligned ``(P, 4)`` box pairs -> ``(P,)``."""
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _match_coco(ious: np.ndarray, gt_ignore: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval's greedy matching for one image and class, all IoU thresholds at once.
-
-    ious: ``(D, G)`` with detections sorted by score; gt_ignore: ``(G,)``.
-    Returns ``matched (T, D)`` and ``ignored (T, D)`` (matched to an ignored ground truth).
-    """
-    T, (D, G) = len(thresholds), ious.shape
-    matched = np.zeros((T, D), bool)
-    ignored = np.zeros((T, D), bool)
-    if D == 0 or G == 0:
-        return matched, ignored
-    thr = np.minimum(thresholds, 1 - 1e-10)[:, None]  # (T, 1)
-    gt_taken = np.zeros((T, G), bool)  # each threshold runs its own greedy pass
-    rows = np.arange(T)
-    for d in range(D):
-        ok = (ious[d] >= thr) & ~gt_taken  # (T, G)
-        if not ok.any():
-            continue
-        # Prefer real ground truth; an ignored one only when no real one qualifies.
-        real = ok & ~gt_ignore
-        pool = np.where(real.any(1, keepdims=True), real, ok & gt_ignore)
-        hit = pool.any(1)
-        # COCOeval replaces its candidate on equal IoU, so among ties the last ground truth wins.
-        m = G - 1 - np.argmax(np.where(pool, ious[d], -1.0)[:, ::-1], axis=1)  # (T,)
-        gt_taken[rows[hit], m[hit]] = True
-        matched[hit, d] = True
-        ignored[hit, d] = gt_ignore[m[hit]]
-    return matched, ignored
-
-
-def _precision_101(scores: np.ndarray, matched: np.ndarray, ignored: np.ndarray, num_gt: int) -> np.ndarray:
-    """COCOeval.accumulate for one class and area: interpolated precision ``(T, 101)``."""
-    order = np.argsort(-scores, kind="mergesort")
-    tps = (matched & ~ignored)[:, order]
-    fps = (~matched & ~ignored)[:, order]
-    tp, fp = np.cumsum(tps, 1, dtype=np.float64), np.cumsum(fps, 1, dtype=np.float64)
-    out = np.zeros((matched.shape[0], len(RECALL_POINTS)))
-    for t in range(matched.shape[0]):
-        rc = tp[t] / num_gt
-        pr = tp[t] / (fp[t] + tp[t] + np.spacing(1))
-        pr = np.maximum.accumulate(pr[::-1])[::-1]  # monotone from the right
-        idx = np.searchsorted(rc, RECALL_POINTS, side="left")
-        valid = idx < len(pr)
-        out[t, : valid.sum()] = pr[idx[valid]]  # idx is non-decreasing, so the valid ones come first
-    return out
-
-
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC 2010+ all-point AP: area under the precision envelope."""
+    """VOC 2010+ all-point AP: area under the precision envelope (devkit ``VOCap.m``)."""
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
@@ -138,37 +131,87 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
-def _voc_class(dets: list[tuple[np.ndarray, np.ndarray]], gts: list[np.ndarray], iou: float = 0.5) -> tuple[float, np.ndarray, np.ndarray]:
-    """VOC matching for one class over all images: dets[i] = (boxes, scores), gts[i] = boxes."""
-    num_gt = sum(len(g) for g in gts)
-    img = np.concatenate([np.zeros(0)] + [np.full(len(s), i) for i, (_, s) in enumerate(dets)]).astype(int)
-    boxes = np.concatenate([np.zeros((0, 4))] + [b for b, _ in dets]).reshape(-1, 4)
-    scores = np.concatenate([np.zeros(0)] + [s for _, s in dets])
-    order = np.argsort(-scores, kind="mergesort")
-    taken = [np.zeros(len(g), bool) for g in gts]
-    tp = np.zeros(len(order))
-    for k, d in enumerate(order):
-        g = gts[img[d]]
-        if len(g) == 0:
-            continue
-        ov = box_iou_np(boxes[d : d + 1], g)[0]
-        j = int(np.argmax(ov))
-        if ov[j] > iou and not taken[img[d]][j]:  # VOC: the best-overlapping gt, even if already taken
-            taken[img[d]][j] = True
-            tp[k] = 1.0
-    ctp, cfp = np.cumsum(tp), np.cumsum(1.0 - tp)
-    recall = ctp / max(num_gt, 1)
-    precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
-    return (voc_ap(recall, precision) if num_gt else math.nan), recall, precision
+def voc07_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC2007 11-point AP: the mean over t = 0, 0.1, ..., 1 of the best precision at recall >= t."""
+    ap = 0.0
+    for t in np.linspace(0.0, 1.0, 11):
+        hit = recall >= t
+        ap += (float(precision[hit].max()) if hit.any() else 0.0) / 11
+    return ap
 
 
-def _numpy(x: Tensor) -> np.ndarray:
-    return x.detach().cpu().double().numpy()
+def _voc(gt: BoxArrays, gt_skip: np.ndarray, dt: BoxArrays, num_classes: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """The devkit's matching for every class at once, vectorised.
+
+    gt_skip: ``(G,)`` bool, ground truth whose detections are "don't care" (difficult / crowd / ignore).
+    Returns per class all-point AP, 11-point AP (NaN without positives) and (recall, precision).
+    """
+    # Every (detection, ground truth) pair of the same image and class, detections contiguous.
+    key_g = gt.image.astype(np.int64) * num_classes + gt.labels
+    g_order = np.argsort(key_g, kind="mergesort")  # stable: file order within an (image, class)
+    sorted_keys = key_g[g_order]
+    key_d = dt.image.astype(np.int64) * num_classes + dt.labels
+    lo, hi = np.searchsorted(sorted_keys, key_d, "left"), np.searchsorted(sorted_keys, key_d, "right")
+    counts = hi - lo
+    pair_d = np.repeat(np.arange(len(dt)), counts)
+    offset = np.arange(len(pair_d)) - np.repeat(np.cumsum(counts) - counts, counts)
+    pair_g = g_order[np.repeat(lo, counts) + offset]
+    iou = _pair_iou(dt.boxes[pair_d], gt.boxes[pair_g])
+    # Per detection: the best overlap and the first ground truth reaching it (devkit: ``ov > ovmax``).
+    best = np.full(len(dt), -1.0)
+    np.maximum.at(best, pair_d, iou)
+    at_best = iou == best[pair_d]
+    first = np.full(len(dt), len(pair_g))
+    np.minimum.at(first, pair_d[at_best], np.nonzero(at_best)[0])
+    hit = best >= VOC_IOU  # -1 where the image has no ground truth of the class
+    gt_of = np.full(len(dt), -1)
+    gt_of[hit] = pair_g[first[hit]]
+    dont_care = np.zeros(len(dt), bool)
+    dont_care[hit] = gt_skip[gt_of[hit]]
+    order = np.argsort(-dt.scores, kind="mergesort")  # stable, as MATLAB's sort
+    tp = np.zeros(len(dt), bool)
+    claim = order[hit[order] & ~dont_care[order]]
+    _, first_claim = np.unique(gt_of[claim], return_index=True)  # the best-scored detection claims it
+    tp[claim[first_claim]] = True
+    npos = np.bincount(gt.labels[~gt_skip], minlength=num_classes)
+    aps, aps07, curves = np.full(num_classes, math.nan), np.full(num_classes, math.nan), []
+    labels_sorted = dt.labels[order]
+    for k in range(num_classes):
+        sel = order[(labels_sorted == k) & ~dont_care[order]]
+        ctp = np.cumsum(tp[sel], dtype=np.float64)
+        cfp = np.arange(1, len(sel) + 1, dtype=np.float64) - ctp
+        rec = ctp / max(npos[k], 1)
+        prec = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+        curves.append((rec, prec))
+        if npos[k]:
+            aps[k], aps07[k] = voc_ap(rec, prec), voc07_ap(rec, prec)
+    return aps, aps07, curves
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    v = [x for x in values if not math.isnan(x)]
-    return float(np.mean(v)) if v else math.nan
+def _cat(items: Sequence[Any], name: str, shape: tuple[int, ...], counts: list[int], fill: float | bool) -> np.ndarray:
+    """``getattr(item, name)`` of every item, concatenated (``fill`` for items without it)."""
+    parts = [getattr(t, name, None) for t in items]
+    parts = [torch.full((n, *shape), fill) if v is None else v.detach().cpu().reshape(n, *shape) if v.requires_grad
+             else v.cpu().reshape(n, *shape)
+             for v, n in zip(parts, counts, strict=True)]
+    if not parts:
+        return np.zeros((0, *shape))
+    return torch.cat([v.double() if v.is_floating_point() else v for v in parts]).numpy()
+
+
+def _gather(items: Sequence[Any], gt: bool) -> tuple[BoxArrays, np.ndarray]:
+    """Concatenate per-image boxes into :class:`BoxArrays`; for ground truth also the
+    ``(G, 3)`` bool flags crowd, ignore, difficult."""
+    counts = [int(t.labels.shape[0]) for t in items]
+    image = np.repeat(np.arange(len(items)), counts)
+    boxes = _cat(items, "boxes", (4,), counts, 0.0).astype(np.float64)
+    labels = _cat(items, "labels", (), counts, 0).astype(np.int64)
+    if not gt:
+        scores = _cat(items, "scores", (), counts, 0.0).astype(np.float64)
+        return BoxArrays(image, boxes, labels, scores=scores), np.zeros((len(labels), 0), bool)
+    flags = np.stack([_cat(items, f, (), counts, False).astype(bool) for f in ("crowd", "ignore", "difficult")], 1)
+    areas = _cat(items, "areas", (), counts, math.nan).astype(np.float64)
+    return BoxArrays(image, boxes, labels, crowd=flags[:, 0], areas=areas), flags.reshape(-1, 3)
 
 
 def evaluate_detections(
@@ -178,79 +221,66 @@ def evaluate_detections(
     class_names: Sequence[str] | None = None,
     iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
     max_dets: int = 100,
+    use_difficult: bool = False,
 ) -> DetectionMetrics:
     """Score per-image predictions (``.boxes``, ``.scores``, ``.labels``) against per-image targets.
 
     ``predictions[i]`` and ``targets[i]`` describe the same image; images without ground truth count
-    (their detections are false positives).
+    (their detections are false positives). max_dets: detections per image and class for AP and the
+    last AR (COCO: 100). use_difficult: count VOC ``difficult`` objects in VOC AP (the devkit and
+    torchvision ignore them; COCO's numbers never look at the flag).
     """
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} prediction sets for {len(targets)} images")
     names = list(class_names) if class_names is not None else [str(k) for k in range(num_classes)]
-    thr = np.asarray(iou_thresholds, dtype=np.float64)
-    gt_b = [_numpy(t.boxes).reshape(-1, 4) for t in targets]
-    gt_l = [t.labels.detach().cpu().numpy().reshape(-1) for t in targets]
-    dt_b = [_numpy(p.boxes).reshape(-1, 4) for p in predictions]
-    dt_s = [_numpy(p.scores).reshape(-1) for p in predictions]
-    dt_l = [p.labels.detach().cpu().numpy().reshape(-1) for p in predictions]
-    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    gt, flags = ground_truth_arrays(targets)
+    dt, _ = _gather(predictions, gt=False)
+    return evaluate_arrays(gt, flags, dt, len(targets), names, iou_thresholds, max_dets, use_difficult)
 
-    precision = {a: np.full((len(thr), len(RECALL_POINTS), num_classes), -1.0) for a in AREA_RANGES}
+
+def ground_truth_arrays(targets: Sequence[BoxSet]) -> tuple[BoxArrays, np.ndarray]:
+    """Per-image ground truth as :class:`BoxArrays` plus ``(G, 3)`` bool flags crowd, ignore, difficult."""
+    return _gather(targets, gt=True)
+
+
+def evaluate_arrays(gt: BoxArrays, flags: np.ndarray, dt: BoxArrays, num_images: int, class_names: Sequence[str],
+                    iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS, max_dets: int = 100,
+                    use_difficult: bool = False) -> DetectionMetrics:
+    """:func:`evaluate_detections` on whole-set arrays (``flags`` from :func:`ground_truth_arrays`;
+    ``dt`` with scores): what ``convsight detect score`` uses, with no object per image."""
+    num_classes = len(class_names)
+    flags = flags[(gt.labels >= 0) & (gt.labels < num_classes)]
+    gt, dt = _in_range(gt, num_classes), _in_range(dt, num_classes)
+    coco = coco_evaluate(gt, dt, num_images, num_classes, tuple(iou_thresholds), max_dets)
+    skip = flags[:, 0] | flags[:, 1] | (flags[:, 2] & (not use_difficult))
+    voc, voc07, curves = _voc(gt, skip, dt, num_classes)
+    num_gt = np.bincount(gt.labels[~(flags[:, 0] | flags[:, 1])], minlength=num_classes)
+    num_det = np.bincount(dt.labels, minlength=num_classes)
+    t50 = np.nonzero(np.isclose(coco.iou_thresholds, 0.5))[0]
     per_class: dict[str, ClassAP] = {}
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for k in range(num_classes):
-        acc = {a: ([], [], [], 0) for a in AREA_RANGES}  # scores, matched, ignored, num_gt per area
-        voc_dets, voc_gts = [], []
-        num_det = 0
-        for i in range(len(targets)):
-            g = gt_b[i][gt_l[i] == k]
-            sel = np.nonzero(dt_l[i] == k)[0]
-            voc_dets.append((dt_b[i][sel], dt_s[i][sel]))
-            voc_gts.append(g)
-            num_det += len(sel)
-            if len(g) == 0 and len(sel) == 0:
-                continue
-            sel = sel[np.argsort(-dt_s[i][sel], kind="mergesort")][:max_dets]
-            d, s = dt_b[i][sel], dt_s[i][sel]
-            ious = box_iou_np(d, g)
-            g_area, d_area = area(g), area(d)
-            for a, (lo, hi) in AREA_RANGES.items():
-                g_ign = (g_area < lo) | (g_area > hi)
-                m, ign = _match_coco(ious, g_ign, thr)
-                ign |= ~m & ((d_area < lo) | (d_area > hi))[None, :]  # unmatched and outside the range
-                sc, mt, ig, n = acc[a]
-                acc[a] = (sc + [s], mt + [m], ig + [ign], n + int((~g_ign).sum()))
-        for a in AREA_RANGES:
-            sc, mt, ig, n = acc[a]
-            if n == 0:
-                continue
-            precision[a][:, :, k] = _precision_101(
-                np.concatenate(sc) if sc else np.zeros(0),
-                np.concatenate(mt, 1) if mt else np.zeros((len(thr), 0), bool),
-                np.concatenate(ig, 1) if ig else np.zeros((len(thr), 0), bool), n)
-        voc, rec, prec = _voc_class(voc_dets, voc_gts)
-        curves[names[k]] = (rec, prec)
-        p = precision["all"][:, :, k]
+    for k, name in enumerate(class_names):
+        p = coco.precision[:, :, k, 0, -1]  # area "all", the last maxDets
         has_gt = bool((p > -1).any())
-        t50 = np.nonzero(np.isclose(thr, 0.5))[0]
-        per_class[names[k]] = ClassAP(
-            ap=float(p.mean()) if has_gt else math.nan,
+        per_class[name] = ClassAP(
+            ap=float(p[p > -1].mean()) if has_gt else math.nan,
             ap50=float(p[t50[0]].mean()) if has_gt and len(t50) else math.nan,
-            voc_ap50=voc, num_gt=sum(len(g) for g in voc_gts), num_det=num_det)
-
-    def summarize(a: str, t: float | None = None) -> float:
-        p = precision[a]
-        if t is not None:
-            idx = np.nonzero(np.isclose(thr, t))[0]
-            if not len(idx):
-                return math.nan
-            p = p[idx]
-        v = p[p > -1]
-        return float(v.mean()) if v.size else math.nan
-
+            voc_ap50=float(voc[k]), voc07_ap50=float(voc07[k]), num_gt=int(num_gt[k]), num_det=int(num_det[k]))
     return DetectionMetrics(
-        map=summarize("all"), map50=summarize("all", 0.5), map75=summarize("all", 0.75),
-        map_small=summarize("small"), map_medium=summarize("medium"), map_large=summarize("large"),
-        voc_map50=_nanmean([c.voc_ap50 for c in per_class.values()]),
-        per_class=per_class, num_images=len(targets), pr_curves=curves,
+        **coco.stats, voc_map50=_nanmean(voc), voc07_map50=_nanmean(voc07), use_difficult=use_difficult,
+        per_class=per_class, num_images=num_images, pr_curves=dict(zip(class_names, curves, strict=True)),
     )
+
+
+def _in_range(a: BoxArrays, num_classes: int) -> BoxArrays:
+    """``a`` without rows whose label is not a class (a detector's stray label would otherwise alias
+    another image's class in the (image, class) keys)."""
+    ok = (a.labels >= 0) & (a.labels < num_classes)
+    if ok.all():
+        return a
+    pick = lambda v: None if v is None else v[ok]
+    return BoxArrays(a.image[ok], a.boxes[ok], a.labels[ok], pick(a.scores), pick(a.crowd), pick(a.areas))
+
+
+def _nanmean(values: np.ndarray) -> float:
+    v = values[~np.isnan(values)]
+    return float(v.mean()) if v.size else math.nan

@@ -128,8 +128,8 @@ class ImageAnnotation:
     def select(self, keep: Tensor | Sequence[int]) -> ImageAnnotation:
         """The same image with only the boxes ``keep`` (a bool mask or indices), every column aligned."""
         idx = torch.as_tensor(keep)
-        if idx.dtype == torch.bool:
-            idx = idx.nonzero().flatten()
+        # An empty list becomes a float tensor, which cannot index: indices are int64 whatever came in.
+        idx = idx.nonzero().flatten() if idx.dtype == torch.bool else idx.to(torch.int64).reshape(-1)
         rows = idx.tolist()
         return replace(
             self, boxes=self.boxes[idx], labels=self.labels[idx],
@@ -272,7 +272,7 @@ def image_problems(im: ImageAnnotation, class_names: Sequence[str], where: str |
         elif x1 < -tol or y1 < -tol or x2 > im.width + tol or y2 > im.height + tol:
             out.append(Problem(where, f"box {i} {box} lies outside the {im.width}x{im.height} image"))
         if not 0 <= label < len(class_names):
-            out.append(Problem(where, f"box {i}: label {label} out of range for {len(class_names)} classes"))
+            out.append(Problem(where, f"box {i}: label {label} (label out of range for {len(class_names)} classes)"))
     return out
 
 

@@ -22,7 +22,8 @@ from convsight.structures import Target
 
 
 class DetectionDataset(Dataset[tuple[Tensor, Target]]):
-    """Scenes for detectors: ``(image (3, h, w), Target)`` with boxes rescaled to ``size``.
+    """Scenes for detectors: ``(image (3, h, w), Target)`` with boxes rescaled to ``size``; crowd and
+    ``ignore``-marked regions are left out of the targets.
 
     size: ``(h, w)`` every image is resized to (aspect not kept: detectors here take a fixed input),
     or None to keep each image's own size. hflip: probability of a horizontal flip (training only),
@@ -52,6 +53,9 @@ class DetectionDataset(Dataset[tuple[Tensor, Target]]):
         h0, w0 = image.shape[-2:]
         if (w0, h0) != (ann.width, ann.height):
             raise DatasetError(f"{ann.path}: image is {w0}x{h0} but the annotations say {ann.width}x{ann.height}")
+        # Crowd / ignore regions are not objects: no training target (torchvision's COCO reference and
+        # Detectron drop iscrowd=1 annotations the same way). Evaluation keeps them as ignore regions.
+        ann = ann.select(~ann.ignored)
         boxes = ann.boxes.clone()
         if self.size is not None:
             image = resize_image(image, self.size)
