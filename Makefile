@@ -6,8 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.convsight-installed
-# torch/torchvision: the build that lies on this machine's disk (see DEVELOPERS.md); never let pip
-# resolve a multi-GB download of another build.
+# torch/torchvision: the build that lies on this machine's disk (pip is capped at these releases here);
+# never let pip resolve a multi-GB download of another build.
 TORCH := torch==2.14.1 torchvision==0.29.1
 # Packages whose metadata pins an ancient torch but whose data files we use: installed without deps.
 # facenet-pytorch: MTCNN's pnet/rnet/onet weights; face-recognition-models: dlib's face models (CC0).

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_help_lists_every_group(cli):
     r = cli("--help")
@@ -17,6 +19,44 @@ def test_version_json_is_one_document(cli):
     assert doc["convsight"] and doc["torch"]
 
 
-def test_unknown_command_is_usage_error(cli):
-    r = cli("no-such-command")
-    assert r.code == 2
+# The README ("The command line"): "A user error (bad path, corrupt file, wrong option) prints one line
+# `convsight: error: ...` on stderr and exits with code 2". Parser errors included: not typer's boxed panel.
+PARSER_ERRORS = [
+    (("no-such-command",), "No such command 'no-such-command'"),
+    (("data", "synth", "OUTDIR", "--bogus"), "No such option: --bogus"),
+    (("data", "synth"), "Missing argument"),
+    (("data", "synth", "OUTDIR", "--n", "abc"), "'--n'"),
+    (("data", "synth", "OUTDIR", "--format", "xml"), "'--format'"),
+    (("detect", "predict", "a.jpg", "--conf"), "'--conf' requires an argument"),
+    (("faces", "verify", "a.jpg", "b.jpg", "--threshold", "near"), "'--threshold'"),
+]
+
+
+@pytest.mark.parametrize("args, words", PARSER_ERRORS, ids=[" ".join(a) for a, _ in PARSER_ERRORS])
+def test_parser_errors_are_one_line_exit_2(cli, tmp_path, args, words):
+    args = [str(tmp_path / "out") if a == "OUTDIR" else a for a in args]
+    r = cli(*args)
+    assert r.code == 2, (r.code, r.stderr)
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convsight: error: "), r.stderr
+    assert words in lines[0], lines[0]
+    assert "╭" not in r.stderr and "Usage:" not in r.stderr  # not typer's panel nor click's usage block
+    assert not (tmp_path / "out").exists()
+
+
+def test_parser_error_names_the_command_and_its_help(cli, tmp_path):
+    r = cli("data", "synth", tmp_path / "out", "--bogus")
+    assert r.stderr.strip() == ("convsight: error: data synth: No such option: --bogus "
+                                "(see convsight data synth --help)")
+
+
+def test_a_bare_group_shows_its_help(cli):
+    r = cli("data")  # what click does for a group without a command: the help, exit code 2
+    assert r.code == 2 and "synth" in r.stdout and "convert" in r.stdout
+    assert "error" not in r.stderr
+
+
+def test_help_of_a_command_exits_0(cli):
+    r = cli("data", "synth", "--help")
+    assert r.code == 0 and "--format" in r.stdout and r.stderr == ""

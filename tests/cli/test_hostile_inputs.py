@@ -1,8 +1,17 @@
 """Hostile input through the command line: every case gives one clear line on stderr, exit code 2,
-no traceback, and no output left behind (the ``--out``/``-o`` target of the command does not appear)."""
+no traceback, and no output left behind.
+
+"No output left behind" is checked two ways, so that it can fail for every case: each command that
+has an output option points it at ``OUT`` (a path that must not appear), and the command runs in a
+fresh working directory inside ``tmp_path`` whose whole tree (inputs, an existing target folder, the
+cwd where default outputs such as ``runs/...`` would land) must be byte-for-byte the same afterwards.
+The convert cases give an existing target (a file, a non-empty folder, a folder with ``--overwrite``
+and a broken source), and the demo a folder of the user's, that must be left exactly as they were.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from collections.abc import Callable
@@ -16,6 +25,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 OUT = "OUT"  # placeholder for the command's output path
+# Cases whose output is not OUT: verify and info have no output option (only the unchanged tree, cwd
+# included, shows that nothing was written); convert and demo are given an existing file or folder of
+# the user's as their output, which the unchanged tree shows was left as it was.
+NOT_OUT = {("data", "verify"), ("data", "info"), ("data", "convert"), ("demo", "--out")}
 
 
 def _write(path: Path, data: str | bytes) -> str:
@@ -24,6 +37,14 @@ def _write(path: Path, data: str | bytes) -> str:
         path.write_bytes(data)
     else:
         path.write_text(data)
+    return str(path)
+
+
+def _user_folder(path: Path) -> str:
+    """A folder of the user's own files (an existing convert target that must survive untouched)."""
+    (path / "sub").mkdir(parents=True)
+    (path / "notes.txt").write_text("mine")
+    (path / "sub" / "data.bin").write_bytes(bytes(range(256)))
     return str(path)
 
 
@@ -106,8 +127,12 @@ CASES: list[Case] = [
     ("coco unknown image id", lambda t: ["data", "info", str(_coco(t, annotations=[{"id": 1, "image_id": 7, "category_id": 1, "bbox": [4, 4, 5, 5]}]))], "image"),
     ("unknown dataset layout", lambda t: ["data", "info", str(Path(_write(t / "readme.txt", "x")).parent)], "no dataset found"),
     ("convert into a file", lambda t: ["data", "convert", str(_coco(t / "d")), _write(t / "f.txt", "x"), "--to", "voc"], "not a folder"),
-    ("convert into non-empty folder", lambda t: ["data", "convert", str(_coco(t / "d")), str(t / "d"), "--to", "voc"], "not empty"),
-    ("score: results not a list", lambda t: ["detect", "score", str(_coco(t) / "annotations.json"), _write(t / "r.json", "{}")], "JSON list"),
+    ("convert into non-empty folder", lambda t: ["data", "convert", str(_coco(t / "d")), _user_folder(t / "target"), "--to", "voc"], "not empty"),
+    ("convert into itself", lambda t: ["data", "convert", str(_coco(t / "d")), str(t / "d"), "--to", "voc"], "not empty"),
+    ("convert --overwrite, broken source", lambda t: ["data", "convert", str(Path(_write(t / "annotations.json", "{oops")).parent),
+                                                      _user_folder(t / "target"), "--to", "voc", "--overwrite"], "not valid JSON"),
+    ("score: results not a list", lambda t: ["detect", "score", str(_coco(t) / "annotations.json"), _write(t / "r.json", "{}"),
+                                             "--plot", OUT], "JSON list"),
     ("weights file missing", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights", str(t / "w.safetensors"), "--out", OUT], "not found"),
     ("truncated safetensors", lambda t: ["detect", "predict", str(_jpeg(t / "a.jpg")), "--weights",
                                      _write(t / "w.safetensors", _detector(t).read_bytes()[:64]), "--out", OUT], "corrupt"),
@@ -119,7 +144,8 @@ CASES: list[Case] = [
      "objects other than tensors"),
     ("predict on a broken image", lambda t: ["detect", "predict", _write(t / "x.png", "no"), "--weights", str(_detector(t)),
                                              "--out", OUT], "not an image"),
-    ("eval: classes differ", lambda t: ["detect", "eval", str(_coco(t / "d", categories=[{"id": 1, "name": "other"}])), "--weights", str(_detector(t))], "differ"),
+    ("eval: classes differ", lambda t: ["detect", "eval", str(_coco(t / "d", categories=[{"id": 1, "name": "other"}])), "--weights", str(_detector(t)),
+                                        "--plot", OUT], "differ"),
     ("pretrain: no crops", lambda t: ["detect", "pretrain", str(t / "none"), "--out", OUT], "not found"),
     ("train: bad option value", lambda t: ["detect", "train", "--arch", "toy", "--data", str(_coco(t / "d")), "--set", 'postprocess={"iou_threshold": 2}', "--out", OUT],
      "NMS IoU threshold must lie in (0, 1]"),
@@ -127,18 +153,32 @@ CASES: list[Case] = [
 ]
 
 
+def _tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` -> the sha256 of its bytes ("dir" for folders)."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
 @pytest.mark.parametrize("name, build, message", CASES, ids=[c[0] for c in CASES])
-def test_hostile_input_one_line_exit_2(cli, tmp_path, name, build, message):
-    work = tmp_path / "in"
+def test_hostile_input_one_line_exit_2(cli, tmp_path, monkeypatch, name, build, message):
+    work, cwd = tmp_path / "in", tmp_path / "cwd"
     work.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # default output folders (runs/...) would appear here
     out = tmp_path / "out"
     args = [str(out) if a == OUT else a for a in build(work)]
+    if tuple(args[:2]) not in NOT_OUT:
+        assert str(out) in args, f"{name}: point the command's output option at OUT"
+    before = _tree(tmp_path)
     r = cli(*args)
     assert r.code == 2, (r.code, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("convsight: error:"), r.stderr
     assert message in lines[0], lines[0]
-    assert "Traceback" not in r.stderr and not out.exists()
+    assert "Traceback" not in r.stderr
+    assert not out.exists(), f"{name}: output {out} left behind"
+    after = _tree(tmp_path)
+    assert after == before, f"{name}: files changed: {sorted(set(after.items()) ^ set(before.items()))}"
 
 
 def test_at_least_twenty_cases():

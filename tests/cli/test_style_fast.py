@@ -16,14 +16,13 @@ TINY = ("--steps", "3", "--size", "32", "--batch-size", "2", "--style-size", "48
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def _registered() -> None:
-    """The style sub-app registers these commands itself once wired; until then, do it here."""
-    from convsight.cli import style
-    from convsight.cli.style_fast import register
-
-    if not any(c.name == "train-fast" for c in style.app.registered_commands):
-        register(style.app)
+def test_the_real_app_wires_both_commands(cli) -> None:
+    """The commands come from the real ``convsight`` app (no test registers them): unwiring fails here."""
+    r = cli("style", "--help")
+    assert r.code == 0 and "train-fast" in r.stdout and " fast " in r.stdout
+    for command in ("train-fast", "fast"):
+        r = cli("style", command, "--help")
+        assert r.code == 0, (command, r.stderr)
 
 
 def _image(path: Path, seed: int, hw: tuple[int, int] = (40, 44)) -> Path:

@@ -1,8 +1,8 @@
 """The detector files that ship in ``convsight/assets/detectors`` load and still detect.
 
 Each is scored on a freshly generated validation set (a seed no training run used) against the
-issue's acceptance target, mAP@0.5 >= 0.85, so a broken, truncated or mis-converted shipped file (or
-a change that breaks a detector's decoding) fails CI.
+README's promise for the shipped files, mAP@0.5 >= 0.90, so a broken, truncated or mis-converted
+shipped file (or a change that breaks or degrades a detector's decoding) fails the default suite.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from convsight.detection import engine
-from convsight.detection.outputs import shipped_detector, shipped_detectors
+from convsight.detection.files import shipped_detector, shipped_detectors
 from convsight.detection.serialize import load_detector, read_detector_metadata
 from convsight.io.synth_writer import write_synthetic
 from convsight.io.synthetic import SynthConfig
@@ -19,7 +19,9 @@ from convsight.io.synthetic import SynthConfig
 ARCHS = ("yolo", "ssd", "faster_rcnn")
 # mAP@0.5 of the shipped files on this set (seed 2026): yolo 0.929, ssd 0.944, faster_rcnn 0.911; on
 # five other fresh 60-scene sets (seeds 31-35): yolo 0.904-0.952, ssd 0.906-0.929, faster_rcnn 0.891-0.933.
-TARGET = 0.85
+# The floor is the README's claim ("against a floor of 0.90"); the seed is fixed, so the score is
+# deterministic and the lowest file (faster_rcnn) clears it by 0.011. Do not lower it to make a file pass.
+TARGET = 0.90
 
 
 @pytest.fixture(scope="module")
@@ -54,5 +56,5 @@ def test_shipped_file_records_how_to_reproduce_it(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_shipped_detector_meets_the_issue_target(arch: str, scores: dict[str, float]) -> None:
+def test_shipped_detector_meets_the_readme_floor(arch: str, scores: dict[str, float]) -> None:
     assert scores[arch] >= TARGET, f"{arch}: mAP@0.5 {scores[arch]:.3f} < {TARGET}"

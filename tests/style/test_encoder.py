@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from convsight.errors import ConfigError, WeightsError
+from convsight.errors import ConfigError, ConvsightWarning, WeightsError
 from convsight.style.encoder import ENCODERS, build_encoder
 from convsight.weights import save_state_dict
 
@@ -80,3 +80,28 @@ def test_mobilenet_default_loads_shipped_imagenet_weights() -> None:
     assert len(enc.features) == 14
     enc.train()
     assert not enc.training  # batch norm stays in eval mode
+
+
+def test_imagenet_unavailable_offline_warns_and_keeps_the_seeded_init(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache; no package ships VGG19
+    with pytest.warns(ConvsightWarning, match="vgg19.*not on this machine.*random init") as record:
+        enc = build_encoder("vgg19", "imagenet", taps=TAPS, allow_download=False)
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    assert not enc.pretrained and "ImageNet weights unavailable" in enc.describe()
+    ref = build_encoder("vgg19", "random", taps=TAPS)
+    torch.testing.assert_close(enc.features[2].weight, ref.features[2].weight)
+
+
+def test_file_metadata_is_checked(tmp_path) -> None:
+    src = build_encoder("vgg19", "random", taps=TAPS)
+    state = dict(src.features.state_dict())
+    wrong_arch = save_state_dict(state, tmp_path / "a.safetensors", {"arch": "mobilenet_v2"})
+    with pytest.raises(WeightsError, match="mobilenet_v2"):
+        build_encoder("vgg19", wrong_arch, taps=TAPS)
+    bad_norm = save_state_dict(state, tmp_path / "n.safetensors", {"normalization": "bgr"})
+    with pytest.raises(WeightsError, match="normalization"):
+        build_encoder("vgg19", bad_norm, taps=TAPS)
+    plain = build_encoder("vgg19", save_state_dict(state, tmp_path / "p.safetensors"), taps=TAPS)
+    assert plain.normalization == "torchvision" and plain.pretrained  # "N.*" keys load too
+    with pytest.raises(WeightsError, match="unexpected key"):
+        build_encoder("vgg19", save_state_dict({"head.w": torch.zeros(1)}, tmp_path / "h.safetensors"), taps=TAPS)

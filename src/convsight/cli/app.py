@@ -1,7 +1,8 @@
 """The ``convsight`` command: a typer app with one sub-app per capability.
 
 Heavy imports (torch, OpenCV) happen inside commands so ``convsight --help`` stays fast. Any
-:class:`~convsight.errors.ConvsightError` becomes one line on stderr and exit code 2.
+:class:`~convsight.errors.ConvsightError`, and any option-parser error (unknown option, missing
+argument, bad value), becomes one line ``convsight: error: ...`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -73,17 +74,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convsight: {prefix}: {message}", file=sys.stderr)
 
     warnings.showwarning = _show_warning
+    # click's exception classes, wherever this typer keeps them (typer >= 0.22 vendors click as
+    # typer._click, so `import click` would name other classes than the ones raised).
+    clicks = sys.modules[typer.BadParameter.__module__]
+    no_args_help = getattr(clicks, "NoArgsIsHelpError", ())  # click >= 8.2
     try:
-        app(args=argv, prog_name="convsight", standalone_mode=True)
+        # standalone_mode=False: the parser's errors come here instead of becoming typer's boxed
+        # multi-line panel, and a typer.Exit / --help returns its code instead of exiting.
+        code = app(args=argv, prog_name="convsight", standalone_mode=False)
     except ConvsightError as e:
         print(f"convsight: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except no_args_help as e:  # a bare group: its help (already printed by typer's rich help) is the answer
+        if e.format_message().strip():
+            e.show()
+        return int(e.exit_code)
+    except clicks.ClickException as e:  # unknown option, missing argument, bad value: one line
+        print(f"convsight: error: {_one_line(e)}", file=sys.stderr)
+        return int(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         print("convsight: interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+    return code if type(code) is int else 0  # a typer.Exit's code; commands themselves return None
+
+
+def _one_line(e: Exception) -> str:
+    """``data synth: No such option: --bogus (see convsight data synth --help)``: click's message on
+    one line, with the command it concerns (the usage block it would print is left to ``--help``)."""
+    message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(e, "ctx", None)
+    if ctx is None:
+        return message
+    sub = ctx.command_path.partition(" ")[2]
+    return f"{sub + ': ' if sub else ''}{message} (see {ctx.command_path} --help)"
 
 
 if __name__ == "__main__":  # pragma: no cover

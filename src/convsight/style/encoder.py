@@ -169,6 +169,13 @@ class StyleEncoder(nn.Module):
         return f"taps={list(self.taps)}, {self.describe()}"
 
 
+def encoder_spec(name: str) -> EncoderSpec:
+    """The :class:`EncoderSpec` of ``name``; ConfigError listing the choices for an unknown name."""
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown style encoder {name!r}; choose one of {sorted(ENCODERS)}")
+    return ENCODERS[name]
+
+
 def build_encoder(
     name: str = DEFAULT_ENCODER,
     weights: str | os.PathLike[str] | None = "imagenet",
@@ -184,15 +191,14 @@ def build_encoder(
     warns and falls back to the seeded random init when not on this machine), ``"random"``/``None``,
     or a ``.safetensors``/``.pth`` file (strict; ``features.N.*`` or ``N.*`` keys, classifier keys
     ignored). pooling: ``"avg"`` (paper) or ``"max"`` (VGG19 only). taps: layer names; default the
-    spec's style taps + content tap. normalization: ``"auto"``, ``"torchvision"`` or ``"caffe"``.
+    spec's style taps + content tap (a loss passes its own: ``StyleLossConfig.taps``).
+    normalization: ``"auto"``, ``"torchvision"`` or ``"caffe"``.
     """
-    if name not in ENCODERS:
-        raise ConfigError(f"unknown style encoder {name!r}; choose one of {sorted(ENCODERS)}")
+    spec = encoder_spec(name)
     if pooling not in ("avg", "max"):
         raise ConfigError(f"pooling={pooling!r}: expected 'avg' or 'max'")
     if normalization not in ("auto", "torchvision", "caffe"):
         raise ConfigError(f"normalization={normalization!r}: expected 'auto', 'torchvision' or 'caffe'")
-    spec = ENCODERS[name]
     taps = tuple(dict.fromkeys(taps if taps is not None else (*spec.style_taps, spec.content_tap)))
     unknown = [t for t in taps if t not in spec.layer_names]
     if not taps or unknown:
@@ -206,42 +212,51 @@ def build_encoder(
             _he_init(features)
         else:
             features = _mobilenet_features(n_layers)
-    desc, pretrained, norm_from_file = f"random init, seed {RANDOM_SEED}", False, None
-    spec_str = "random" if weights is None else str(weights)
-    if spec_str.strip().lower() in ("imagenet", "pretrained"):
-        desc, pretrained = _load_imagenet(name, features, allow_download)
-    elif spec_str.strip().lower() not in ("random", "none", ""):
-        norm_from_file = _load_file(name, features, Path(spec_str))
-        desc, pretrained = f"weights from file {spec_str}", True
+    source = _weights_source(name, weights, allow_download)
+    if source.state is not None:  # the one place weights enter the net: strict, checked (convsight.weights)
+        load_state_dict_checked(features, _features_state(source.state, n_layers, source.where), source.where)
     if normalization == "auto":
-        normalization = norm_from_file or "torchvision"
-    return StyleEncoder(spec, features, taps, normalization, pooling, desc, pretrained)
+        normalization = source.normalization or "torchvision"
+    return StyleEncoder(spec, features, taps, normalization, pooling, source.desc, source.state is not None)
 
 
-def _load_imagenet(name: str, features: nn.Sequential, allow_download: bool | None) -> tuple[str, bool]:
-    import torchvision
+@dataclass(frozen=True)
+class _WeightsSource:
+    """Where an encoder's weights come from. state None: keep the seeded random init."""
 
-    enum = torchvision.models.VGG19_Weights if name == "vgg19" else torchvision.models.MobileNet_V2_Weights
-    try:
-        state, source = torchvision_state_dict(enum.IMAGENET1K_V1, allow_download=allow_download)
-    except WeightsUnavailable as e:
-        warnings.warn(f"style encoder {name}: {e}; using its random init (seed {RANDOM_SEED}) instead",
-                      ConvsightWarning, stacklevel=3)
-        return f"random init, seed {RANDOM_SEED} (ImageNet weights unavailable)", False
-    load_state_dict_checked(features, _features_state(state, len(features), source), source)
-    return f"torchvision IMAGENET1K_V1 from {source}", True
+    state: dict[str, Tensor] | None
+    where: str  # names the source in error messages
+    desc: str  # for StyleEncoder.describe()
+    normalization: str | None = None  # from a file's safetensors metadata
 
 
-def _load_file(name: str, features: nn.Sequential, path: Path) -> str | None:
+def _weights_source(name: str, weights: str | os.PathLike[str] | None,
+                    allow_download: bool | None) -> _WeightsSource:
+    """Read the state dict that ``weights`` names ("imagenet", "random"/None or a file), unloaded."""
+    text = "random" if weights is None else str(weights)
+    key = text.strip().lower()
+    if key in ("random", "none", ""):
+        return _WeightsSource(None, "random", f"random init, seed {RANDOM_SEED}")
+    if key in ("imagenet", "pretrained"):
+        import torchvision
+
+        enum = torchvision.models.VGG19_Weights if name == "vgg19" else torchvision.models.MobileNet_V2_Weights
+        try:
+            state, where = torchvision_state_dict(enum.IMAGENET1K_V1, allow_download=allow_download)
+        except WeightsUnavailable as e:  # offline: warn and keep the seeded init, never crash
+            warnings.warn(f"style encoder {name}: {e}; using its random init (seed {RANDOM_SEED}) instead",
+                          ConvsightWarning, stacklevel=3)  # points at build_encoder's caller
+            return _WeightsSource(None, "random", f"random init, seed {RANDOM_SEED} (ImageNet weights unavailable)")
+        return _WeightsSource(state, where, f"torchvision IMAGENET1K_V1 from {where}")
+    path = Path(text)
     state, metadata = read_weights(path)
     arch = metadata.get("arch")
     if arch and arch != name:
         raise WeightsError(f"{path}: holds weights for {arch!r}, not the style encoder {name!r}")
-    load_state_dict_checked(features, _features_state(state, len(features), str(path)), str(path))
     norm = metadata.get("normalization")
     if norm not in (None, "caffe", "torchvision"):
         raise WeightsError(f"{path}: metadata normalization={norm!r}; expected 'caffe' or 'torchvision'")
-    return norm
+    return _WeightsSource(state, str(path), f"weights from file {text}", norm)
 
 
 def _features_state(state: dict[str, Tensor], n_layers: int, source: str) -> dict[str, Tensor]:

@@ -28,7 +28,7 @@ from convsight.errors import ConfigError, ConvsightWarning
 from convsight.io.images import resize_long
 from convsight.style import colour
 from convsight.style.base import Stylizer
-from convsight.style.encoder import DEFAULT_ENCODER, StyleEncoder, build_encoder
+from convsight.style.encoder import DEFAULT_ENCODER, StyleEncoder, build_encoder, encoder_spec
 from convsight.style.losses import StyleContentLoss, StyleLossConfig
 
 StepCallback = Callable[[int, int, dict[str, float]], None]  # (evaluation, total, loss terms)
@@ -78,6 +78,18 @@ class GatysConfig:
             raise ConfigError(f"levels={self.levels}: the coarsest level would be under 16 px at size {self.size}")
         if self.lr <= 0 or self.tv_weight < 0 or self.frames_every < 0 or self.max_size < 0:
             raise ConfigError("lr must be > 0; tv_weight, frames_every and max_size must be >= 0")
+        encoder_spec(self.encoder)  # an unknown encoder name is refused here, listing the choices
+
+    def loss_config(self, encoder: str | None = None) -> StyleLossConfig:
+        """The loss's taps and weights for ``encoder`` (default: ``self.encoder``).
+
+        ``style_layers`` / ``content_layer`` when set, else the encoder's own taps (the paper's
+        relu1_1..relu5_1 and relu4_2 for VGG19), style layers weighted equally.
+        """
+        spec = encoder_spec(encoder or self.encoder)
+        weights = dict(self.style_layers) if self.style_layers else dict.fromkeys(spec.style_taps, 1.0)
+        return StyleLossConfig(weights, self.content_layer or spec.content_tap, self.alpha, self.tv_weight,
+                               self.loss_normalization)
 
 
 @dataclass
@@ -131,8 +143,9 @@ class GatysStylizer(Stylizer):
     """The style image(s) bound at construction; :meth:`stylize` / :meth:`run` optimise the pixels.
 
     styles: one (3, H, W) image in [0, 1] or several (blended by ``config.style_blend``). encoder:
-    reuse a built :class:`StyleEncoder` (else one is built from the config). A
-    :class:`ConvsightWarning` names the encoder when it is not VGG19 with ImageNet weights.
+    reuse a built :class:`StyleEncoder` that returns the loss's taps (else one is built from the
+    config with exactly the taps of ``config.loss_config()``). A :class:`ConvsightWarning` names
+    the encoder when it is not VGG19 with ImageNet weights.
     """
 
     name = "gatys"
@@ -146,29 +159,16 @@ class GatysStylizer(Stylizer):
         if config.style_blend is not None and len(config.style_blend) != len(self.styles):
             raise ConfigError(f"{len(config.style_blend)} blend weights for {len(self.styles)} style images")
         self.callback = callback
+        # The loss layers, once, before any encoder is built: they are the taps the encoder returns.
+        self.loss_config = config.loss_config(encoder.name if encoder is not None else config.encoder)
         if encoder is None:
-            spec_taps = None
-            if config.style_layers is not None or config.content_layer is not None:
-                spec_taps = [t for t, _ in self._layers_for(config.encoder)[0].items()]
-                spec_taps.append(self._layers_for(config.encoder)[1])
-            encoder = build_encoder(config.encoder, config.weights, config.pooling, spec_taps, config.input_norm)
+            encoder = build_encoder(config.encoder, config.weights, config.pooling, self.loss_config.taps,
+                                    config.input_norm)
         self.encoder = encoder
-        weights, content_tap = self._layers_for(encoder.name)
-        self.loss_config = StyleLossConfig(weights, content_tap, config.alpha, config.tv_weight,
-                                           config.loss_normalization)
-        missing = [t for t in self.loss_config.taps if t not in encoder.taps]
-        if missing:
-            raise ConfigError(f"the encoder does not return tap(s) {missing}; build it with those taps")
+        _check_taps(encoder, self.loss_config)
         if not encoder.is_reference:
             warnings.warn(f"style transfer runs on {encoder.describe()}, not VGG19 with ImageNet weights "
                           "(the paper's encoder); pictures differ from the paper's", ConvsightWarning, stacklevel=2)
-
-    def _layers_for(self, encoder_name: str) -> tuple[dict[str, float], str]:
-        from convsight.style.encoder import ENCODERS
-
-        spec = ENCODERS[encoder_name]
-        weights = dict(self.config.style_layers) if self.config.style_layers else dict.fromkeys(spec.style_taps, 1.0)
-        return weights, self.config.content_layer or spec.content_tap
 
     def stylize(self, content: Tensor) -> Tensor:
         return self.run(content).image
@@ -270,9 +270,20 @@ class GatysStylizer(Stylizer):
         return x.detach()[0].contiguous().clamp(0, 1)
 
     def with_config(self, **changes: object) -> GatysStylizer:
-        """A stylizer for the same styles and encoder with some options changed (e.g. alpha)."""
+        """A stylizer for the same styles and encoder with some options changed (e.g. alpha).
+
+        Options of the encoder itself (``encoder``, ``weights``, ``pooling``, ``input_norm``) keep the
+        built encoder's; the loss layers must be among its taps.
+        """
         new = GatysStylizer.__new__(GatysStylizer)
         new.__dict__.update(self.__dict__)
         new.config = replace(self.config, **changes)  # type: ignore[arg-type]
-        new.loss_config = replace(self.loss_config, alpha=new.config.alpha, tv_weight=new.config.tv_weight)
+        new.loss_config = new.config.loss_config(self.encoder.name)
+        _check_taps(self.encoder, new.loss_config)
         return new
+
+
+def _check_taps(encoder: StyleEncoder, loss: StyleLossConfig) -> None:
+    missing = [t for t in loss.taps if t not in encoder.taps]
+    if missing:
+        raise ConfigError(f"the encoder does not return tap(s) {missing}; build it with those taps")
