@@ -39,7 +39,7 @@ from convsight.detection.base import (
 from convsight.detection.proposals import ProposalCache, ProposalConfig, Proposer
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes, expand_boxes
-from convsight.ops.matching import match_boxes, sample_fg_bg
+from convsight.ops.matching import check_sampling, match_boxes, sample_fg_bg
 from convsight.structures import Detections, DetectorOutput, Target
 
 
@@ -71,10 +71,7 @@ class RCNNConfig(DetectorConfig):
             raise self.error(f"warp_size must be a multiple of 32 (the backbone stride), got {self.warp_size}")
         if self.context_pad < 1.0:
             raise self.error(f"context_pad is a growth factor >= 1, got {self.context_pad}")
-        if not 0.0 <= self.bg_iou <= self.fg_iou <= 1.0:
-            raise self.error(f"need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
-        if self.rois_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0:
-            raise self.error("rois_per_image must be >= 1 and positive_fraction in [0, 1]")
+        check_sampling(self.arch, self.fg_iou, self.bg_iou, self.rois_per_image, self.positive_fraction)
         if self.hidden < 1 or self.batch_size < 1:
             raise self.error("hidden and batch_size must be >= 1")
 

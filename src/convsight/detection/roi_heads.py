@@ -33,7 +33,7 @@ from convsight.detection.base import PostprocessConfig
 from convsight.errors import ConfigError
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes
-from convsight.ops.matching import BACKGROUND, IGNORE, match_boxes, sample_fg_bg
+from convsight.ops.matching import BACKGROUND, IGNORE, check_sampling, match_boxes, sample_fg_bg
 from convsight.structures import Detections, Target
 
 POOLINGS = ("max", "align")
@@ -58,10 +58,8 @@ class RoIHeadConfig:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ConfigError(f"roi head: pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not 0.0 <= self.bg_iou_low <= self.fg_iou <= 1.0:
-            raise ConfigError(f"roi head: need 0 <= bg_iou_low <= fg_iou <= 1, got {self.bg_iou_low}, {self.fg_iou}")
-        if self.rois_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0:
-            raise ConfigError("roi head: rois_per_image must be >= 1 and positive_fraction in [0, 1]")
+        check_sampling("roi head", self.fg_iou, self.bg_iou_low, self.rois_per_image, self.positive_fraction,
+                       bg_name="bg_iou_low")
         if self.pool_size < 1 or self.hidden < 1:
             raise ConfigError(f"roi head: pool_size and hidden must be >= 1, got {self.pool_size}, {self.hidden}")
         BoxCoder(self.box_weights)  # validates the weights with its own message

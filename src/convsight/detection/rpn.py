@@ -28,7 +28,7 @@ from convsight.errors import ConfigError
 from convsight.ops.anchors import AnchorConfig, AnchorGenerator
 from convsight.ops.box_coder import BoxCoder
 from convsight.ops.boxes import box_iou, clip_boxes, remove_small_boxes
-from convsight.ops.matching import match_boxes, sample_fg_bg
+from convsight.ops.matching import check_sampling, match_boxes, sample_fg_bg
 from convsight.structures import Target
 
 
@@ -55,10 +55,8 @@ class RPNConfig:
 
     def __post_init__(self) -> None:
         self.anchor_config()  # validates sizes and ratios with the anchor module's messages
-        if not 0.0 <= self.bg_iou <= self.fg_iou <= 1.0:
-            raise ConfigError(f"rpn: need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
-        if self.batch_size_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0:
-            raise ConfigError("rpn: batch_size_per_image must be >= 1 and positive_fraction in [0, 1]")
+        check_sampling("rpn", self.fg_iou, self.bg_iou, self.batch_size_per_image, self.positive_fraction,
+                       count_name="batch_size_per_image")
         counts = (self.pre_nms_topk_train, self.post_nms_topk_train, self.pre_nms_topk_test, self.post_nms_topk_test)
         if min(counts) < 1:
             raise ConfigError(f"rpn: pre/post NMS top-k counts must be >= 1, got {counts}")

@@ -26,6 +26,16 @@ BACKGROUND = -1
 IGNORE = -2
 
 
+
+def check_sampling(where: str, fg_iou: float, bg_iou: float, per_image: int, positive_fraction: float,
+                   bg_name: str = "bg_iou", count_name: str = "rois_per_image") -> None:
+    """The one check of a fg/bg sampler's settings (RPN, RoI head, R-CNN): ``0 <= bg <= fg <= 1``, at
+    least one sample per image, a positive fraction in ``[0, 1]``; a :class:`ConfigError` naming ``where``."""
+    if not 0.0 <= bg_iou <= fg_iou <= 1.0:
+        raise ConfigError(f"{where}: need 0 <= {bg_name} <= fg_iou <= 1, got {bg_iou}, {fg_iou}")
+    if per_image < 1 or not 0.0 <= positive_fraction <= 1.0:
+        raise ConfigError(f"{where}: {count_name} must be >= 1 and positive_fraction in [0, 1]")
+
 def _check_thresholds(high: float, low: float) -> None:
     if not low <= high:
         raise ConfigError(f"matcher thresholds need low <= high, got low={low}, high={high}")
