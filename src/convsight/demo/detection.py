@@ -46,8 +46,7 @@ def detection_stage(report: Report, out: Path, seed: int, n_eval: int = 60, n_sh
         f"The YOLO, SSD and Faster R-CNN files that ship with convsight (trained on 6000 synthetic scenes, "
         f"see the README), scored on {n_eval} fresh scenes (seed {seed + 2000}) and drawn on {n_show} more at "
         f"the scores `predict` uses (best F1 on 300 fresh scenes: {thresholds_text()}). ms/image is the model's forward "
-        f"pass alone (median over batches of 8, on this machine, in this run), as `convsight detect eval` reports it; "
-        f"the same as `convsight detect eval` / `convsight detect predict`.",
+        f"pass alone (median over batches of 8, on this machine, in this run), as `convsight detect eval` reports it.",
         images=[(report.rel(out / "detections.png"), "Rows: " + ", ".join(t for _, t in ARCHS))],
         table=rows,
     ))
