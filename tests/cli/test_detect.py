@@ -97,7 +97,10 @@ def test_pretrain_cli_writes_backbone_and_json(cli, tmp_path):
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["epochs"] == 1 and doc["classes"][-1] == "background"
-    assert 0.0 <= doc["val_accuracy"] <= 1.0
+    # The CLI reports the run's own best validation accuracy, the one its metrics.json recorded (whether
+    # pretraining learns is held at a stated level in tests/backbones/test_pretrain.py).
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert doc["val_accuracy"] == pytest.approx(max(float(r["accuracy"]) for r in record["history"]))
     assert (tmp_path / "run" / "backbone.safetensors").is_file()
 
 
