@@ -259,3 +259,25 @@ def test_resume_warns_about_changed_options_only(tmp_path: Path, tiny_net: NetFa
         Trainer(tiny_net(), train_data, None, _cfg(epochs=2), tmp_path).fit(resume=True)
     with pytest.warns(ConvsightWarning, match=r"resuming with changed options: lr 0.05 -> 0.1"):
         Trainer(tiny_net(), train_data, None, _cfg(epochs=3, lr=0.1), tmp_path).fit(resume=True)
+
+
+class _PooledBN(nn.Module):
+    """BatchNorm on pooled features: one value per channel and sample, so a batch of one cannot train."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm1d(4), nn.Linear(4, 3)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Any:
+        from tests.training.conftest import TinyOutput
+
+        logits = self.fc(self.bn(self.conv(x).mean((2, 3))))
+        return TinyOutput(logits, {} if y is None else {"cls": nn.functional.cross_entropy(logits, y)})
+
+
+def test_a_last_training_batch_of_one_is_dropped_not_a_crash(tmp_path: Path) -> None:
+    from tests.training.conftest import make_data
+
+    data = make_data(17, seed=3)  # batch 8: 8 + 8 + 1; BatchNorm1d raises on the batch of one
+    result = Trainer(_PooledBN(), data, make_data(5, seed=4), _cfg(epochs=1), tmp_path).fit()
+    assert len(result.history) == 1 and math.isfinite(result.history[0]["train_loss"])

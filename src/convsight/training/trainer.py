@@ -225,10 +225,12 @@ class Trainer:
                 sampler = DistributedSampler(data, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
             else:  # a plain shard, no padding: the validation loss counts every sample once
                 data = Subset(data, range(info.rank, len(data), info.world_size))  # type: ignore[arg-type]
+        # A last training batch of one sample breaks BatchNorm (one value per channel on small maps): drop it.
+        n = len(sampler) if sampler is not None else len(data)  # type: ignore[arg-type]
         return DataLoader(
             data, batch_size=cfg.batch_size, shuffle=train and sampler is None, sampler=sampler,
             num_workers=cfg.num_workers, collate_fn=self.collate_fn, pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed),
+            generator=torch.Generator().manual_seed(cfg.seed), drop_last=train and n % cfg.batch_size == 1,
         )  # fmt: skip
 
     def _losses(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
