@@ -24,6 +24,8 @@ FLOOR_NAMES = ("ground", "services", "foundations", "capabilities", "surfaces", 
 # * "__init__" (the package itself, ``import convsight``): the version and the base error types;
 #   it imports only ``errors``, and export/onnx.py reads ``__version__`` from it: ground.
 # * registry.py: name -> constructor, imports only ``errors``; backbones/ and detection/ use it: ground.
+# * precision.py: fp32/bf16/auto and thread counts from torch's capability checks, imports only
+#   ``errors``; training/, style/ and cli/ resolve ``--precision auto`` with it: ground.
 # * assets/: shipped data files, no Python; read through importlib.resources by style/ and detection/.
 #   Data anyone may read: ground.
 # * report.py: imports only ``io.atomic``; the demo writes its pages with it: services.
@@ -32,7 +34,8 @@ FLOOR_NAMES = ("ground", "services", "foundations", "capabilities", "surfaces", 
 #   format, so it stays with weights/report/console (HOUSE_STYLE's "viz?"): services.
 # * __main__.py: ``python -m convsight``, it calls the CLI: the CLI's floor (nothing imports it).
 FLOORS: Mapping[str, int] = {
-    "__init__": 0, "errors": 0, "structures": 0, "registry": 0, "assets": 0, "ops": 0, "io": 0,
+    "__init__": 0, "errors": 0, "structures": 0, "registry": 0, "precision": 0, "assets": 0,
+    "ops": 0, "io": 0,
     "weights": 1, "report": 1, "console": 1, "viz": 1,
     "backbones": 2, "training": 2,
     "detection": 3, "faces": 3, "style": 3,

@@ -19,6 +19,24 @@ def test_version_json_is_one_document(cli):
     assert doc["convsight"] and doc["torch"]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_version_json_names_the_machine_and_what_auto_picks(cli, monkeypatch, native):
+    """Issue 19: version --json reports the CPU capability, native bf16, auto's choice and the threads."""
+    import torch
+
+    import convsight.precision as P
+
+    monkeypatch.setattr(P, "_native_bf16", lambda kind: native)
+    monkeypatch.setattr(P, "default_threads", lambda: 3)
+    r = cli("version", "--json")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["cpu_capability"].split()[0] == torch.backends.cpu.get_cpu_capability()
+    assert doc["bf16_native"] is native
+    assert doc["precision_auto"] == ("bf16" if native else "fp32")
+    assert doc["threads"] == 3
+
+
 # The README ("The command line"): "A user error (bad path, corrupt file, wrong option) prints one line
 # `convsight: error: ...` on stderr and exits with code 2". Parser errors included: not typer's boxed panel.
 PARSER_ERRORS = [

@@ -91,6 +91,9 @@ def test_the_trainer_reports_each_finished_epoch(console: io.StringIO, tmp_path:
         improved = record[r.monitor] < best
         best = min(best, record[r.monitor])
         expected.append(summary_line(record, 3, r.monitor, improved))
+    # The first line also names the precision and the throughput (issue 19); images/s is read back.
+    rate = float(_lines(console)[0].split("images_per_s ")[1].split()[0])
+    expected[0] = summary_line({**r.history[0], "precision": "fp32", "images_per_s": rate}, 3, r.monitor, True)
     assert _lines(console) == expected
     assert capsys.readouterr().out == ""
     quiet = Trainer(tiny_net(), train_data, None, TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False),

@@ -32,13 +32,15 @@ app.command(name="serve")(serve.serve)
 
 @app.command()
 def version(as_json: bool = JsonOption) -> None:
-    """Print the versions of convsight, torch and torchvision."""
+    """Print the versions of convsight, torch and torchvision, and this machine's speed choices
+    (CPU capability, native bf16, what ``--precision auto`` picks, default threads)."""
     import platform
 
     import torch
     import torchvision
 
     from convsight import __version__
+    from convsight.precision import machine_summary
 
     info = {
         "convsight": __version__,
@@ -46,6 +48,7 @@ def version(as_json: bool = JsonOption) -> None:
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
         "cuda_available": torch.cuda.is_available(),
+        **machine_summary(),
     }
     if as_json:
         print_json(info)

@@ -135,7 +135,8 @@ def train(
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the heads only (transfer learning)."),
     sets: list[str] = typer.Option([], "--set", help="Any config option as key=value (repeatable), e.g. --set grid=7."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    precision: str = typer.Option("fp32", help="fp32, or bf16: autocast + channels-last (~2x faster on CPUs with BF16)."),
+    precision: str = typer.Option("auto", help="auto (bf16 where the device runs it natively, else fp32), fp32, or bf16: "
+                                  "autocast + channels-last (~2x faster on CPUs with AVX512_BF16/AMX, slower elsewhere)."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
     as_json: bool = JsonOption,
@@ -143,6 +144,7 @@ def train(
     """Train a detector; keeps the best epoch (validation mAP@0.5) as OUT/detector.safetensors."""
     from convsight.detection import engine
     from convsight.detection.config import config_with
+    from convsight.precision import configure_threads, resolve_precision
     from convsight.training import TrainConfig
 
     name = canonical_arch(arch)
@@ -158,7 +160,9 @@ def train(
     train_set, val_set = engine.load_splits(data, val, seed=seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=1e-4, precision=precision,
                       warmup_epochs=min(1, epochs - 1), device=device, seed=seed)
-    info(f"{name}: {len(train_set)} training and {len(val_set)} validation images, {len(train_set.class_names)} classes")
+    threads = configure_threads()
+    info(f"{name}: {len(train_set)} training and {len(val_set)} validation images, {len(train_set.class_names)} classes; "
+         f"precision {resolve_precision(precision, device)}{' (auto)' if precision == 'auto' else ''}, {threads} threads")
     r = engine.train(name, train_set, val_set, out or Path("runs/detect") / name, cfg, overrides, resume=resume)
     m = r.evaluation.metrics
     if as_json:

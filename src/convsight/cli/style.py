@@ -39,7 +39,8 @@ ENCODER = typer.Option("", "--encoder", help="mobilenet_v2 (offline default) or 
 WEIGHTS = typer.Option("imagenet", "--weights", help="imagenet, random, or a .safetensors/.pth file.")
 POOLING = typer.Option("avg", "--pooling", help="VGG19 pooling: avg (paper) or max.")
 INPUT_NORM = typer.Option("auto", "--input-norm", help="auto, torchvision or caffe (for caffe-converted VGG files).")
-PRECISION = typer.Option("fp32", "--precision", help="fp32, or bf16 autocast for the encoder (faster on CPUs with BF16).")
+PRECISION = typer.Option("auto", "--precision",
+                         help="auto (bf16 where the CPU runs it natively, else fp32), fp32, or bf16 autocast for the encoder.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with the loss terms.")
 
 
@@ -97,6 +98,7 @@ def run_cmd(
     """Stylise CONTENT with STYLE (Gatys et al.) and write OUT."""
     from convsight.errors import ConfigError
     from convsight.io.images import save_image
+    from convsight.precision import resolve_precision
     from convsight.style.gatys import GatysStylizer
     from convsight.style.offline import load_style_input
 
@@ -122,6 +124,7 @@ def run_cmd(
         _save_frames(result.frames, frames_dir or out.with_name(out.stem + "_frames"))
     last = result.history[-1]
     summary = {"output": str(out), "encoder": result.encoder, "alpha": alpha, "size": list(result.sizes[-1]),
+               "precision": resolve_precision(precision, "cpu"),
                "evaluations": len(result.history), "time_s": round(result.time_s, 2), **last}
     if as_json:
         print_json(summary)

@@ -4,8 +4,8 @@ and the style image's Gram matrices, J = (1 - alpha) Jstyle + alpha Jcontent (:m
 
 What makes it fast without changing the result: the encoder is truncated after the last tap and
 never copied; style Grams and content features are computed once under no_grad; the forward runs
-channels-last, optionally under bfloat16 autocast (``precision="bf16"``; Grams and losses stay
-float32); L-BFGS runs as one call with exactly ``steps`` loss evaluations.
+channels-last, optionally under bfloat16 autocast (``precision="bf16"``, or ``"auto"``: bf16 only
+on CPUs that run it natively; Grams and losses stay float32); L-BFGS runs as one call with exactly ``steps`` loss evaluations.
 
 Beyond the paper: colour preservation (:mod:`.colour`), several style images blended by weights
 (their Gram matrices averaged), coarse-to-fine multi-scale with a memory-aware maximum size,
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from convsight.errors import ConfigError, ConvsightWarning
 from convsight.io.images import resize_long
+from convsight.precision import PRECISIONS, resolve_precision
 from convsight.style import colour
 from convsight.style.base import Stylizer
 from convsight.style.encoder import DEFAULT_ENCODER, StyleEncoder, build_encoder, encoder_spec
@@ -58,7 +59,7 @@ class GatysConfig:
     style_layers: tuple[tuple[str, float], ...] | None = None  # (tap, weight); None = encoder's, equal
     content_layer: str | None = None
     loss_normalization: str = "relative"  # "relative" | "paper" (see convsight.style.losses)
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast for the encoder forward)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast for the encoder forward) | "auto" (bf16 if native)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -68,7 +69,7 @@ class GatysConfig:
         if self.steps < 1:
             raise ConfigError(f"steps={self.steps}: must be >= 1")
         checks = (("optimizer", ("lbfgs", "adam")), ("init", ("content", "noise", "style")),
-                  ("colour", colour.MODES), ("precision", ("fp32", "bf16")))
+                  ("colour", colour.MODES), ("precision", PRECISIONS))
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -223,7 +224,7 @@ class GatysStylizer(Stylizer):
     def _optimise(self, x0: Tensor, content: Tensor, styles: list[Tensor], result: GatysResult,
                   offset: int = 0) -> Tensor:
         cfg = self.config
-        bf16 = cfg.precision == "bf16"
+        bf16 = resolve_precision(cfg.precision, "cpu") == "bf16"  # once per process; warns if emulated
         enc = self.encoder.to(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss_fn = StyleContentLoss(enc, self.loss_config, content, styles, cfg.style_blend)

@@ -30,7 +30,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 MODES = ("min", "max")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 # 1cycle's customary start and end fractions of the peak lr (torch's OneCycleLR defaults)
 _ONECYCLE_START = 1 / 25
@@ -62,7 +62,9 @@ class TrainConfig:
     progress: show a progress bar and a summary line per epoch on stderr.
     precision: ``"fp32"``, or ``"bf16"``: the training step's forward runs under bfloat16 autocast with
     the model and 4-D inputs in channels-last layout (weights, optimizer and losses stay float32); on
-    CPUs with BF16 instructions (AVX-512 BF16 / AMX) a step is about 2x faster.
+    CPUs with BF16 instructions (AVX-512 BF16 / AMX) a step is about 2x faster, elsewhere bf16 is
+    emulated and slower. ``"auto"``: bf16 where the training device runs it natively, else fp32
+    (:func:`convsight.precision.resolve_precision`, decided when :meth:`Trainer.fit` starts).
     """
 
     epochs: int = 10

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from convsight.errors import ConfigError, ConvsightError, ConvsightWarning, WeightsError
+from convsight.precision import resolve_precision
 from convsight.training import distributed as D
 from convsight.training.batches import batch_size, check_losses, default_step, move_to
 from convsight.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -120,6 +121,7 @@ class Trainer:
         self.step_fn: StepFn = step_fn or default_step
         self.evaluate_fn = evaluate_fn
         self.monitor = config.monitor or ("val_loss" if val_data is not None else "train_loss")
+        self.precision = config.precision  # "auto" becomes fp32 or bf16 when fit() knows the device
 
     # ------------------------------------------------------------------------------------ fit
 
@@ -148,7 +150,8 @@ class Trainer:
             raise ConfigError("train_data is empty: nothing to train on")
         seed_everything(cfg.seed + info.rank)  # dropout etc. differ across ranks; DDP syncs the weights
         model = self.model.to(device)
-        if cfg.precision == "bf16":  # the layout oneDNN's bf16 convolutions run fastest in
+        self.precision = resolve_precision(cfg.precision, device)  # "auto" -> what this device runs natively
+        if self.precision == "bf16":  # the layout oneDNN's bf16 convolutions run fastest in
             model = model.to(memory_format=torch.channels_last)
         train_loader = self._loader(self.train_data, info, device, train=True)
         val_loader = self._loader(self.val_data, info, device, train=False) if self.val_data is not None else None
@@ -172,7 +175,7 @@ class Trainer:
         )
 
         with TrainProgress(cfg.epochs, enabled=cfg.progress and info.is_main) as bar:
-            for epoch in range(state.epoch, cfg.epochs):
+            for epoch in range(first := state.epoch, cfg.epochs):
                 start = time.perf_counter()
                 sampler = train_loader.sampler
                 if isinstance(sampler, DistributedSampler):
@@ -185,6 +188,7 @@ class Trainer:
                 record.update(
                     self._train_epoch(wrapped, params, train_loader, optimizer, scheduler, device, epoch, state, bar)
                 )
+                images_per_s = record.pop("_images") / (time.perf_counter() - start)  # all ranks, loading included
                 if val_loader is not None:
                     record.update(self._validate(model, val_loader, device))
                 record.update(self._evaluate(model, record, info))
@@ -205,7 +209,8 @@ class Trainer:
                     if improved:
                         save_checkpoint(ckpt, best_path)
                     self._write_records(state, steps_per_epoch)
-                bar.end_epoch(record, self.monitor, improved)
+                shown = {**record, "precision": self.precision, "images_per_s": images_per_s} if epoch == first else record
+                bar.end_epoch(shown, self.monitor, improved)  # the first line says how fast, and in what precision
         model.eval()  # trained: ready for inference
         D.barrier()  # when fit returns on any rank, rank 0's files are complete
         return TrainResult(
@@ -234,7 +239,7 @@ class Trainer:
         )  # fmt: skip
 
     def _losses(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
-        if self.config.precision == "bf16":
+        if self.precision == "bf16":
             device = next(model.parameters()).device
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 losses = {k: v.float() for k, v in self.step_fn(model, _channels_last(batch)).items()}
@@ -281,7 +286,8 @@ class Trainer:
             bar.step(float(sums[:-1].sum() / sums[-1]))
         assert sums is not None  # the loader is non-empty (checked in _fit)
         means = (sums[:-1] / sums[-1]).tolist()
-        return {"train_loss": sum(means), **{f"train/{k}": v for k, v in zip(names, means, strict=True)}, "_lr": lr}
+        return {"train_loss": sum(means), **{f"train/{k}": v for k, v in zip(names, means, strict=True)},
+                "_lr": lr, "_images": float(sums[-1])}
 
     def _validate(self, model: nn.Module, loader: DataLoader[Any], device: torch.device) -> dict[str, float]:
         # The plain module, not the DDP wrapper: ranks may hold different numbers of batches here,
