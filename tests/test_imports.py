@@ -21,8 +21,10 @@ FLOOR_NAMES = ("ground", "services", "foundations", "capabilities", "surfaces", 
 
 # Room (first name under convsight) -> floor. HOUSE_STYLE names most rooms; the others are placed by
 # what they import and who imports them (checked when this table was written):
-# * "__init__" (the package itself, ``import convsight``): the version and the base error types;
-#   it imports only ``errors``, and export/onnx.py reads ``__version__`` from it: ground.
+# * "__init__" (the package itself, ``import convsight``): the version, the base error types and,
+#   lazily, the public API of api/ (over detection/, faces/, style/): a surface. Only export/onnx.py
+#   (``__version__``) and cli/ import it.
+# * api/: the Python API (load_detector, FacePipeline, stylize, evaluate) over the capabilities: a surface.
 # * registry.py: name -> constructor, imports only ``errors``; backbones/ and detection/ use it: ground.
 # * precision.py: fp32/bf16/auto and thread counts from torch's capability checks, imports only
 #   ``errors``; training/, style/ and cli/ resolve ``--precision auto`` with it: ground.
@@ -34,12 +36,12 @@ FLOOR_NAMES = ("ground", "services", "foundations", "capabilities", "surfaces", 
 #   format, so it stays with weights/report/console (HOUSE_STYLE's "viz?"): services.
 # * __main__.py: ``python -m convsight``, it calls the CLI: the CLI's floor (nothing imports it).
 FLOORS: Mapping[str, int] = {
-    "__init__": 0, "errors": 0, "structures": 0, "registry": 0, "precision": 0, "assets": 0,
+    "errors": 0, "structures": 0, "registry": 0, "precision": 0, "assets": 0,
     "ops": 0, "io": 0,
     "weights": 1, "report": 1, "console": 1, "viz": 1,
     "backbones": 2, "training": 2,
     "detection": 3, "faces": 3, "style": 3,
-    "web": 4, "export": 4, "demo": 4,
+    "web": 4, "export": 4, "demo": 4, "api": 4, "__init__": 4,
     "cli": 5, "__main__": 5,
 }
 
