@@ -9,3 +9,18 @@ def test_serve_help_names_the_safe_default(cli):
 def test_serve_refuses_a_bad_port(cli):
     r = cli("serve", "--port", "70000")
     assert r.code == 2
+
+
+def test_serve_help_lists_the_pool_options(cli):
+    r = cli("serve", "--help")
+    assert r.code == 0 and all(opt in r.stdout for opt in ("--workers", "--queue", "--timeout", "--no-warmup"))
+
+
+def test_serve_refuses_zero_workers(cli):
+    r = cli("serve", "--workers", "0")
+    assert r.code == 2
+
+
+def test_serve_help_lists_the_gallery_options(cli):
+    r = cli("serve", "--help")
+    assert r.code == 0 and all(opt in r.stdout for opt in ("--gallery", "--token", "CONVSIGHT_TOKEN", "--docs"))

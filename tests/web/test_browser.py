@@ -7,6 +7,7 @@ The screenshot is kept as a test artifact: runs/test-artifacts/web_page.png.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -110,3 +111,37 @@ def test_the_page_shows_a_non_image_error(server, browser, tmp_path) -> None:  #
     _wait(browser, lambda d: d.find_element(By.ID, "error").text)
     assert "not an image" in browser.find_element(By.ID, "error").text
     assert not browser.find_element(By.ID, "result-image").is_displayed()
+
+
+def test_the_gallery_section_enrolls_identifies_and_removes(live, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from skimage import data
+
+    from convsight.web.app import ServeConfig
+
+    astro, flipped = tmp_path / "astronaut.png", tmp_path / "flipped.png"
+    save_image(data.astronaut(), astro)
+    save_image(np.ascontiguousarray(data.astronaut()[:, ::-1]), flipped)
+    cfg = ServeConfig(warmup=False, gallery=str(tmp_path / "g.sqlite"), token="page-token")
+    with live(cfg) as (port, _):
+        browser.get(f"http://127.0.0.1:{port}/")
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#task option")) > 0, 20)
+        # without the token the page shows the server's refusal, and nothing is enrolled
+        browser.find_element(By.ID, "person").send_keys("Eileen Collins")
+        browser.find_element(By.ID, "enroll-files").send_keys(f"{astro}\n{flipped}")
+        browser.find_element(By.ID, "enroll").click()
+        _wait(browser, lambda d: "token" in d.find_element(By.ID, "gallery-error").text)
+        browser.find_element(By.ID, "token").send_keys("page-token")
+        browser.find_element(By.ID, "enroll").click()
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#people li"))
+        assert "Enrolled 2 face(s) of Eileen Collins" in browser.find_element(By.ID, "gallery-status").text
+        assert browser.find_element(By.CSS_SELECTOR, "#people li").get_attribute("data-name") == "Eileen Collins"
+        browser.find_element(By.ID, "identify-file").send_keys(str(astro))
+        browser.find_element(By.ID, "identify").click()
+        _wait(browser, lambda d: d.find_element(By.ID, "identify-json").text)
+        assert json.loads(browser.find_element(By.ID, "identify-json").text)["faces"][0]["identity"] == "Eileen Collins"
+        browser.find_element(By.CSS_SELECTOR, "#people li button.remove").click()
+        _wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "#people li"))
+        assert "Removed 2 face(s)" in browser.find_element(By.ID, "gallery-status").text
+        assert browser.find_element(By.ID, "gallery-error").text == ""

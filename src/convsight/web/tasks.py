@@ -1,11 +1,14 @@
 """What the web page can run on one uploaded image. Each task takes an RGB ``uint8 (H, W, 3)`` array
-and returns the picture to show plus a JSON-ready dict. Models load once per process, on first use."""
+and returns the picture to show plus a JSON-ready dict. Models load once per process, at the server's
+warm-up or on first use; a lock makes sure two workers asking at once load one copy, which they then
+share: the models are in eval mode and their forward passes change no state, so concurrent calls are safe."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import wraps
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,25 @@ class TaskResult:
     data: dict[str, Any]
 
 
-@lru_cache(maxsize=1)
+_LOAD_LOCK = threading.Lock()
+
+
+def _once(load: Callable[[], Any]) -> Callable[[], Any]:
+    """Call ``load`` once per process, even when several worker threads ask at the same moment."""
+    box: list[Any] = []
+
+    @wraps(load)
+    def get() -> Any:
+        if not box:  # fast path once loaded; the lock guards the first load only
+            with _LOAD_LOCK:
+                if not box:
+                    box.append(load())
+        return box[0]
+
+    return get
+
+
+@_once
 def _detector():  # type: ignore[no-untyped-def]
     from convsight.detection.inference import load_for_inference
 
@@ -40,7 +61,7 @@ def detect(image: np.ndarray) -> TaskResult:
     return TaskResult(drawn, {"model": f"{model.arch} (shipped)", "objects": objects})
 
 
-@lru_cache(maxsize=1)
+@_once
 def _face_pipeline():  # type: ignore[no-untyped-def]
     from convsight.faces.pipeline import FacePipeline
 
@@ -64,7 +85,7 @@ def faces(image: np.ndarray) -> TaskResult:
                        "distances": None if dist is None else [[round(float(v), 4) for v in row] for row in dist]})
 
 
-@lru_cache(maxsize=1)
+@_once
 def _fast_stylizer():  # type: ignore[no-untyped-def]
     from convsight.style.fast import FastStylizer, resolve_model
 
@@ -87,3 +108,13 @@ def style(image: np.ndarray) -> TaskResult:
 
 
 TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect, "faces": faces, "style": style}
+
+
+def warm_up(tasks: dict[str, Callable[[np.ndarray], TaskResult]]) -> None:
+    """Load every model and run each task once on a small picture, so the first user waits for nothing."""
+    import torch
+
+    image = np.full((96, 96, 3), 127, np.uint8)
+    with torch.inference_mode():
+        for task in tasks.values():
+            task(image)
