@@ -60,10 +60,11 @@ class DetectionResult:
     def to_dict(self) -> dict[str, Any]:
         """``{"file", "width", "height", "detections": [{"box_xyxy", "score", "label", "class"}]}``,
         the per-image document of ``convsight detect predict --json``."""
+        from convsight.detection.outputs import detection_records
+
         h, w = self.image.shape[:2]
-        return {"file": self.source, "width": int(w), "height": int(h), "detections": [
-            {"box_xyxy": [round(v, 2) for v in box], "score": round(s, 4), "label": int(k), "class": self.class_names[k]}
-            for box, s, k in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), strict=True)]}
+        return {"file": self.source, "width": int(w), "height": int(h),
+                "detections": detection_records(self.to_detections(), self.class_names)}
 
     def to_json(self, indent: int | None = None) -> str:
         """:meth:`to_dict` as a JSON string."""

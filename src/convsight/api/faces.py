@@ -173,7 +173,7 @@ class FacePipeline(_FacePipeline):
         """For each face of ``image`` (highest score first): ``(name, distance)`` of the closest
         enrolled person, ``("unknown", distance)`` past the threshold (default: the embedder's),
         ``("unknown", inf)`` for an empty gallery. k: neighbours searched per face."""
-        from convsight.faces.verification import default_threshold
+        from convsight.faces.verification import UNKNOWN, closest_identity, default_threshold
 
         limit = threshold if threshold is not None else default_threshold(self.embedder).value
         embeddings = self.embed(image)
@@ -181,8 +181,8 @@ class FacePipeline(_FacePipeline):
             return []
         out = []
         for found in gallery.identify(embeddings.numpy(), k=k):
-            name, dist = found[0] if found else ("unknown", float("inf"))
-            out.append((name if dist <= limit else "unknown", float(dist)))
+            name = closest_identity(found, limit) if found else UNKNOWN
+            out.append((name, float(found[0][1]) if found else float("inf")))
         return out
 
 

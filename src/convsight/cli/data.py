@@ -81,6 +81,8 @@ def synth(
         info(f"wrote {what} to {out}")
 
 
+DatasetArgument = typer.Argument(..., help="Dataset folder (or COCO .json).")
+FormatOption = typer.Option(None, "--format", help="Format (detected when omitted).")
 SplitOption = typer.Option(None, "--split", help="Only this split (train, val, test, ...; see `data info`).")
 
 
@@ -114,8 +116,8 @@ def convert(
 
 @app.command("info")
 def info_cmd(
-    path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
-    fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+    path: Path = DatasetArgument,
+    fmt: Fmt | None = FormatOption,
     split: str | None = SplitOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -202,8 +204,8 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 @app.command()
 def validate(
-    path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
-    fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+    path: Path = DatasetArgument,
+    fmt: Fmt | None = FormatOption,
     split: str | None = SplitOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -234,10 +236,10 @@ def validate(
 
 @app.command()
 def preview(
-    path: Path = typer.Argument(..., help="Dataset folder (or COCO .json)."),
+    path: Path = DatasetArgument,
     out: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
     count: int = typer.Option(12, min=1, help="How many images to show."),
-    fmt: Fmt | None = typer.Option(None, "--format", help="Format (detected when omitted)."),
+    fmt: Fmt | None = FormatOption,
 ) -> None:
     """Draw the boxes of the first COUNT images into one contact-sheet PNG."""
     from convsight.io.formats import read_dataset

@@ -209,12 +209,9 @@ def eval_(
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(ds))
         ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
-                             score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf, iou_threshold=iou)
+                             score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf, iou_threshold=iou,
+                             use_difficult=use_difficult)
     metrics = ev.metrics
-    if use_difficult:  # the same detections, scored again with difficult objects counted in VOC AP
-        from convsight.detection.metrics import evaluate_detections
-
-        metrics = evaluate_detections(ev.detections, ds.images, ds.num_classes, ds.class_names, use_difficult=True)
     if plot is not None:
         from convsight.detection.plots import plot_pr_curves
 

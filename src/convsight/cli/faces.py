@@ -222,7 +222,7 @@ def identify(
 ) -> None:
     """Who is in the photo: the closest enrolled names per face, or "unknown" past the threshold."""
     from convsight.faces.pipeline import FaceCountError
-    from convsight.faces.verification import default_threshold
+    from convsight.faces.verification import closest_identity, default_threshold
 
     path = _existing_gallery(gallery)
     pipe = _pipeline()
@@ -234,8 +234,7 @@ def identify(
         matches = g.identify(faces.embeddings.numpy(), k=top_k)
     results = []
     for box, found in zip(faces.detections.boxes.tolist(), matches, strict=True):
-        best = found[0][0] if found and found[0][1] <= limit else "unknown"
-        results.append({"box": [round(v, 2) for v in box], "identity": best,
+        results.append({"box": [round(v, 2) for v in box], "identity": closest_identity(found, limit),
                         "matches": [{"name": n, "distance": round(d, 6)} for n, d in found]})
     if as_json:
         print_json({"image": str(image), "threshold": limit, "faces": results})

@@ -126,11 +126,12 @@ def model_ms_per_image(batch_ms: Sequence[float]) -> float:
 @torch.no_grad()
 def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
              on_batch: Callable[[int], None] | None = None, score_threshold: float | None = EVAL_SCORE_THRESHOLD,
-             iou_threshold: float | None = None, loss: bool = True) -> Evaluation:
+             iou_threshold: float | None = None, loss: bool = True, use_difficult: bool = False) -> Evaluation:
     """Score ``model`` on ``annotations`` (COCO and VOC metrics, in the images' own coordinates).
 
     score_threshold, iou_threshold: for this evaluation instead of the model's own (None keeps it);
-    loss: also the mean loss (one more forward pass with the targets, not timed). ``ms_per_image``
+    loss: also the mean loss (one more forward pass with the targets, not timed); use_difficult:
+    count VOC ``difficult`` objects in VOC AP (the devkit ignores them). ``ms_per_image``
     times the forward pass that makes the detections, as ``predict`` runs it: no loading, decoding,
     resizing, loss or metrics (:func:`model_ms_per_image`).
     """
@@ -155,7 +156,8 @@ def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
             dets.append(_scale(det.to("cpu"), model.image_size, (ann.height, ann.width)))
         if on_batch is not None:
             on_batch(len(images))
-    metrics = evaluate_detections(dets, annotations.images, len(annotations.class_names), annotations.class_names)
+    metrics = evaluate_detections(dets, annotations.images, len(annotations.class_names), annotations.class_names,
+                                  use_difficult=use_difficult)
     n = max(len(annotations), 1)
     return Evaluation(metrics, dets, loss_sum / n if loss else None, model_ms_per_image(batch_ms))
 

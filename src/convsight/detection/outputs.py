@@ -23,13 +23,16 @@ from convsight.structures import Detections
 from convsight.viz import draw_boxes
 
 
+def detection_records(d: Detections, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One image's detections as JSON-ready records ``{"box_xyxy", "score", "label", "class"}``."""
+    return [{"box_xyxy": [round(v, 2) for v in box], "score": round(s, 4), "label": int(lab), "class": class_names[lab]}
+            for box, s, lab in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist(), strict=True)]
+
+
 def detections_doc(paths: Sequence[Path], detections: Sequence[Detections], class_names: Sequence[str]) -> dict[str, Any]:
     """Per-image detections as one JSON-ready document (``--json`` output)."""
-    return {"images": [
-        {"file": str(p), "detections": [
-            {"box_xyxy": [round(v, 2) for v in box], "score": round(s, 4), "label": int(lab), "class": class_names[lab]}
-            for box, s, lab in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist(), strict=True)]}
-        for p, d in zip(paths, detections, strict=True)]}
+    return {"images": [{"file": str(p), "detections": detection_records(d, class_names)}
+                       for p, d in zip(paths, detections, strict=True)]}
 
 
 def write_predictions(out_dir: str | os.PathLike[str], paths: Sequence[Path], images: Sequence[np.ndarray],

@@ -69,6 +69,15 @@ class Threshold:
             raise ConfigError(f"not a threshold record: {d!r} ({e})") from e
 
 
+UNKNOWN = "unknown"
+
+
+def closest_identity(matches: list[tuple[str, float]], threshold: float) -> str:
+    """Recognition's decision for one face: the closest enrolled name (``matches`` as a gallery search
+    returns them, nearest first) when its distance is within ``threshold``, else ``"unknown"``."""
+    return matches[0][0] if matches and matches[0][1] <= threshold else UNKNOWN
+
+
 def default_threshold(embedder: Any) -> Threshold:
     """The threshold an embedder is used with: its own calibrated one (attribute ``threshold``), or
     dlib's documented 0.6 for the dlib port; otherwise a :class:`ConfigError` saying how to get one."""

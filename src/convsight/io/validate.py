@@ -42,6 +42,7 @@ from convsight.errors import DatasetError, ImageError
 from convsight.io.annotations import AnnotationSet, ImageAnnotation, Problem, image_problems
 from convsight.io.formats import coco_files, read_dataset
 from convsight.io.images import IMAGE_EXTENSIONS, image_size
+from convsight.io.yolo_layout import find_label
 
 
 @dataclass(frozen=True)
@@ -96,19 +97,10 @@ def annotation_files(ds: AnnotationSet, fmt: str, path: Path) -> dict[ImageAnnot
         if fmt == "voc":
             candidates = [im.path.parent.parent / "Annotations" / f"{im.path.stem}.xml",
                           path / "Annotations" / f"{im.path.stem}.xml"]
-        else:  # YOLO: Ultralytics' labels/ folder, or darknet's label beside the image
-            candidates = [c for c in (_yolo_label(im.path), im.path.with_suffix(".txt")) if c is not None]
+        else:  # YOLO: where the reader found it (Ultralytics' labels/, darknet's beside the image, ...)
+            candidates = [label] if (label := find_label(im.path)) is not None else []
         out[im] = str(next((c for c in candidates if c.is_file()), im.path))
     return out
-
-
-def _yolo_label(image: Path) -> Path | None:
-    # Ultralytics' img2label_paths: the last ``images`` folder of the path becomes ``labels``.
-    parts = image.parts
-    for k in range(len(parts) - 2, -1, -1):
-        if parts[k] == "images":
-            return Path(*parts[:k], "labels", *parts[k + 1:]).with_suffix(".txt")
-    return None
 
 
 def _whole(path: Path, fmt: str, part: AnnotationSet) -> AnnotationSet:

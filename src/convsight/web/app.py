@@ -122,6 +122,11 @@ def create_app(config: ServeConfig | None = None, tasks: Mapping[str, Task] | No
     app = FastAPI(title="convsight", docs_url="/docs" if cfg.docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if cfg.docs else None, lifespan=lifespan)
     app.state.pool = pool
+
+    @app.exception_handler(ConvsightError)  # every route: a ConvsightError becomes its one-line JSON answer
+    async def convsight_error(_: Request, e: ConvsightError) -> JSONResponse:
+        return error_response(e, pool)
+
     register_gallery(app, pool, Path(cfg.gallery) if cfg.gallery else default_gallery_path(), cfg.token or None,
                      cfg.max_bytes, cfg.max_pixels, cfg.tmp_dir)
     page = resources.files("convsight.web").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -146,12 +151,9 @@ def create_app(config: ServeConfig | None = None, tasks: Mapping[str, Task] | No
 
     @app.post("/api/run")
     async def run(request: Request) -> JSONResponse:
-        try:
-            body = await read_capped_body(request, cfg.max_bytes)
-            data, task = await parse_upload(request, body, cfg.max_bytes)
-            del body
-            return JSONResponse(await pool.run(run_upload, data, task, cfg, table))
-        except ConvsightError as e:
-            return error_response(e, pool)
+        body = await read_capped_body(request, cfg.max_bytes)
+        data, task = await parse_upload(request, body, cfg.max_bytes)
+        del body
+        return JSONResponse(await pool.run(run_upload, data, task, cfg, table))
 
     return app

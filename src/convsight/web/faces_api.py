@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from convsight.errors import ConvsightError
 from convsight.faces.pipeline import FaceCountError
-from convsight.web.errors import Forbidden, NotFound, Unauthorised, error_response
+from convsight.web.errors import Forbidden, NotFound, Unauthorised
 from convsight.web.pool import InferencePool
 from convsight.web.upload import decode_upload, parse_form, read_capped_body
 
@@ -81,7 +81,7 @@ def register(app: FastAPI, pool: InferencePool, gallery_path: Path, token: str |
             return Gallery(gallery_path, DlibResNet.embedder_id, DlibResNet.dim)
         return Gallery(gallery_path, pipe.embedder.embedder_id, pipe.embedder.dim)
 
-    def _faces(data: bytes, i: int) -> Any:
+    def _faces(data: bytes) -> Any:
         import torch
 
         image = decode_upload(data, max_pixels, tmp_dir)
@@ -91,7 +91,7 @@ def register(app: FastAPI, pool: InferencePool, gallery_path: Path, token: str |
     def enroll_job(name: str, photos: list[bytes]) -> dict[str, Any]:
         embeddings = []
         for i, data in enumerate(photos, 1):  # all photos checked before anything is written
-            found = _faces(data, i)
+            found = _faces(data)
             if len(found) != 1:
                 raise FaceCountError(f"photo {i} shows {len(found)} faces; each photo must show exactly one")
             embeddings.append(found.embeddings[0].numpy())
@@ -103,9 +103,9 @@ def register(app: FastAPI, pool: InferencePool, gallery_path: Path, token: str |
         return {"name": name, "added": added, "total": total}
 
     def identify_job(data: bytes, top_k: int) -> dict[str, Any]:
-        from convsight.faces.verification import default_threshold
+        from convsight.faces.verification import closest_identity, default_threshold
 
-        found = _faces(data, 1)
+        found = _faces(data)
         if len(found) == 0:
             raise FaceCountError("no face found in the uploaded image")
         pipe = _pipe()
@@ -116,8 +116,7 @@ def register(app: FastAPI, pool: InferencePool, gallery_path: Path, token: str |
                 matches = g.identify(found.embeddings.numpy(), k=top_k)
         faces = []
         for box, near in zip(found.detections.boxes.tolist(), matches, strict=True):
-            best = near[0][0] if near and near[0][1] <= limit else "unknown"
-            faces.append({"box_xyxy": [round(v, 1) for v in box], "identity": best,
+            faces.append({"box_xyxy": [round(v, 1) for v in box], "identity": closest_identity(near, limit),
                           "matches": [{"name": n, "distance": round(d, 4)} for n, d in near]})
         return {"threshold": limit, "faces": faces}
 
@@ -142,42 +141,30 @@ def register(app: FastAPI, pool: InferencePool, gallery_path: Path, token: str |
 
     @app.post("/api/faces/enroll")
     async def enroll(request: Request) -> JSONResponse:
-        try:
-            authorise(request, token, write=True)
-            fields, photos = await _form(request, MAX_PHOTOS)
-            name = check_name(fields.get("name", ""))
-            if not photos:
-                raise ConvsightError("send at least one photo in a 'file' field")
-            return JSONResponse(await pool.run(enroll_job, name, photos))
-        except ConvsightError as e:
-            return error_response(e, pool)
+        authorise(request, token, write=True)
+        fields, photos = await _form(request, MAX_PHOTOS)
+        name = check_name(fields.get("name", ""))
+        if not photos:
+            raise ConvsightError("send at least one photo in a 'file' field")
+        return JSONResponse(await pool.run(enroll_job, name, photos))
 
     @app.post("/api/faces/identify")
     async def identify(request: Request) -> JSONResponse:
-        try:
-            authorise(request, token, write=False)
-            fields, photos = await _form(request, 1)
-            if not photos:
-                raise ConvsightError("send the photo in a 'file' field")
-            top_k = fields.get("top_k", "3")
-            if not top_k.isdigit() or not 1 <= int(top_k) <= 20:
-                raise ConvsightError("top_k must be a whole number from 1 to 20")
-            return JSONResponse(await pool.run(identify_job, photos[0], int(top_k)))
-        except ConvsightError as e:
-            return error_response(e, pool)
+        authorise(request, token, write=False)
+        fields, photos = await _form(request, 1)
+        if not photos:
+            raise ConvsightError("send the photo in a 'file' field")
+        top_k = fields.get("top_k", "3")
+        if not top_k.isdigit() or not 1 <= int(top_k) <= 20:
+            raise ConvsightError("top_k must be a whole number from 1 to 20")
+        return JSONResponse(await pool.run(identify_job, photos[0], int(top_k)))
 
     @app.get("/api/faces/people")
     async def people(request: Request) -> JSONResponse:
-        try:
-            authorise(request, token, write=False)
-            return JSONResponse(await pool.run(people_job))
-        except ConvsightError as e:
-            return error_response(e, pool)
+        authorise(request, token, write=False)
+        return JSONResponse(await pool.run(people_job))
 
     @app.delete("/api/faces/people/{name}")
     async def remove(request: Request, name: str) -> JSONResponse:
-        try:
-            authorise(request, token, write=True)
-            return JSONResponse(await pool.run(remove_job, check_name(name)))
-        except ConvsightError as e:
-            return error_response(e, pool)
+        authorise(request, token, write=True)
+        return JSONResponse(await pool.run(remove_job, check_name(name)))
