@@ -23,7 +23,7 @@ from convsight.detection.base import CONFIGS, DETECTORS, DetectorConfig
 from convsight.errors import ConfigError
 
 # Method modules, imported on first use for their registrations (no import-time cost for `convsight --help`).
-_MODULES = ("localization", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "yolo", "ssd")
+_MODULES = ("localization", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "yolo", "ssd", "tv", "imagenet")
 
 
 def register_all() -> None:

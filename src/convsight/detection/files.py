@@ -4,9 +4,12 @@ for help text and errors before any model loads. The file format itself: :mod:`.
 
 from __future__ import annotations
 
+import importlib
 import importlib.resources
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from convsight.detection.defaults import DEFAULT_ARCH
 from convsight.errors import ConfigError
@@ -15,12 +18,32 @@ SHIPPED_DIR = "assets/detectors"  # inside the convsight package, one <arch>.saf
 
 # What users type -> the registry name (the CLI's spelling of the seven methods).
 ARCH_ALIASES = {"localize": "localization", "sliding": "sliding_window", "fast-rcnn": "fast_rcnn",
-                "faster-rcnn": "faster_rcnn"}
+                "faster-rcnn": "faster_rcnn", "imagenet-localize": "imagenet_localize",
+                "imagenet-sliding": "imagenet_sliding"}
+
+# Detectors whose weights come from elsewhere than a convsight file (torchvision's COCO detectors,
+# the ImageNet classifier that ships in a package): a name, or a prefix ending in ":", -> the
+# "module:function" that loads one, imported only when asked for. The function is called as
+# ``load(name, weights)`` (weights: a file the user named, or None for the default source) and
+# returns ``(detector in eval mode on the CPU, class names, the file the weights came from)``.
+PRETRAINED = {"tv:": "convsight.detection.tv:load_pretrained",
+              "imagenet_localize": "convsight.detection.imagenet:load_pretrained",
+              "imagenet_sliding": "convsight.detection.imagenet:load_pretrained"}
 
 
 def canonical_arch(name: str) -> str:
     """``"faster-rcnn"`` -> ``"faster_rcnn"``; registry names pass through unchanged."""
     return ARCH_ALIASES.get(name, name)
+
+
+def pretrained_loader(arch: str) -> Callable[..., Any] | None:
+    """The loader of ``arch`` when its weights come from another package (:data:`PRETRAINED`), else None."""
+    name = canonical_arch(arch)
+    for key, target in PRETRAINED.items():
+        if name == key or (key.endswith(":") and name.startswith(key)):
+            module, _, function = target.partition(":")
+            return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+    return None
 
 
 def shipped_detector(arch: str) -> Path | None:

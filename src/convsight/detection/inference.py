@@ -32,7 +32,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from convsight.detection.base import DETECTORS, Detector
 from convsight.detection.config import register_all
-from convsight.detection.files import canonical_arch, detector_file, shipped_detectors
+from convsight.detection.files import canonical_arch, detector_file, pretrained_loader, shipped_detectors
 from convsight.detection.serialize import load_detector
 from convsight.training.distributed import resolve_device
 
@@ -93,6 +93,12 @@ def load_for_inference(weights_or_arch: str | os.PathLike[str] | None = None, de
     """
     name = None if arch is None else canonical_arch(arch)
     source = weights_or_arch
+    loader = _pretrained(source, name)
+    if loader is not None:  # torchvision's detectors, the ImageNet classifier: weights from another package
+        weights = None if name is None or source is None else Path(source)
+        model, names, path = loader(name or canonical_arch(str(source)), weights)
+        model = model.to(device if isinstance(device, torch.device) else resolve_device(device))
+        return (optimize_for_inference(model) if optimize else model), tuple(names), path
     if source is None or (isinstance(source, str) and _is_arch(source)):
         path = detector_file(None, canonical_arch(source) if source is not None else name)
     else:
@@ -100,6 +106,16 @@ def load_for_inference(weights_or_arch: str | os.PathLike[str] | None = None, de
     model, names = load_detector(path, arch=name)
     model = model.to(device if isinstance(device, torch.device) else resolve_device(device))
     return (optimize_for_inference(model) if optimize else model), names, path
+
+
+def _pretrained(source: str | os.PathLike[str] | None, arch: str | None):  # type: ignore[no-untyped-def]
+    """The loader when ``arch`` (``--weights FILE --arch tv:NAME``) or ``source`` (a bare name) is one
+    of :data:`~convsight.detection.files.PRETRAINED`, else None."""
+    if arch is not None:
+        return pretrained_loader(arch)
+    if isinstance(source, str) and not Path(source).is_file():
+        return pretrained_loader(source)
+    return None
 
 
 def _is_arch(text: str) -> bool:
