@@ -184,6 +184,17 @@ def test_gallery_enrol_and_identify(pipe, astronaut, tmp_path: Path) -> None:
         assert g.names() == {"eileen": 1}
 
 
+def test_enrol_into_a_gallery_file_writes_nothing_when_a_photo_is_refused(pipe, astronaut, tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite"
+    blank = np.full((120, 120, 3), 128, np.uint8)
+    with pytest.raises(convsight.FaceCountError):
+        pipe.enroll(path, "eileen", astronaut, blank)  # the second photo has no face
+    assert not path.exists()
+    assert pipe.enroll(path, "eileen", astronaut) == 1  # a file path: opened once the photos passed
+    with pipe.gallery(path) as g:
+        assert g.names() == {"eileen": 1}
+
+
 # ------------------------------------------------------------------------------- style
 
 

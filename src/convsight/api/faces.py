@@ -161,12 +161,19 @@ class FacePipeline(_FacePipeline):
         return Gallery(path if path is not None else default_gallery_path(), self.embedder.embedder_id,
                        self.embedder.dim)
 
-    def enroll(self, gallery: Gallery, name: str, *images: ImageInput) -> int:
+    def enroll(self, gallery: Gallery | str | os.PathLike[str] | None, name: str, *images: ImageInput) -> int:
         """Add ``name``'s face from each image (exactly one face each, all checked before writing);
-        returns how many embeddings were added."""
+        returns how many embeddings were added.
+
+        gallery: an open :class:`Gallery`, or a gallery file (None: the default one), which is then
+        opened (created) only once every image has passed, so a refused photo leaves no file behind.
+        """
         embeddings = torch.stack([self.embed_one(im) for im in images]).numpy()
         sources = [source_of(im) or "<memory>" for im in images]
-        return gallery.enroll(name, embeddings, sources)
+        if isinstance(gallery, Gallery):
+            return gallery.enroll(name, embeddings, sources)
+        with self.gallery(gallery) as g:
+            return g.enroll(name, embeddings, sources)
 
     def identify(self, gallery: Gallery, image: ImageInput, k: int = 1,
                  threshold: float | None = None) -> list[tuple[str, float]]:

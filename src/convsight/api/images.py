@@ -119,11 +119,13 @@ def save_rgb(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
 class ImageResult:
     """An image that a call produced (a stylisation).
 
-    image: ``(H, W, 3)`` uint8 RGB; info: what made it (method, encoder, time, loss terms).
+    image: ``(H, W, 3)`` uint8 RGB; info: what made it (method, encoder, time, loss terms);
+    frames: ``(evaluation, (h, w, 3) uint8)`` snapshots along the way, when the call asked for them.
     """
 
     image: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    frames: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def tensor(self) -> Tensor:

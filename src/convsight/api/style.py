@@ -12,7 +12,7 @@ Content and style are any image input (:mod:`convsight.api.images`), built-in na
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,15 +25,18 @@ from convsight.style.gatys import GatysConfig
 
 
 def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], alpha: float = 0.1, size: int = 256,
-            steps: int = 300, seed: int = 0, **options: Any) -> ImageResult:
+            steps: int = 300, seed: int = 0, callback: Callable[[int, int, dict[str, float]], None] | None = None,
+            **options: Any) -> ImageResult:
     """Gatys, Ecker & Bethge: optimise an image with ``content``'s features and ``style``'s Gram
     matrices, J = (1 - alpha) Jstyle + alpha Jcontent. What ``convsight style run`` does.
 
     style: one image, or a list/tuple of images blended (``style_blend=(0.7, 0.3)`` weighs them);
     size: long side of the output in pixels; steps: loss evaluations (L-BFGS); seed: same seed,
-    same image. options: any other :class:`~convsight.style.gatys.GatysConfig` field (``colour=
-    "luminance"``, ``levels=2``, ``encoder="vgg19"``, ``precision="bf16"``, ...).
-    Returns the picture with ``info`` = encoder, seconds, loss terms of the last evaluation.
+    same image; callback: called as ``callback(evaluation, total, loss_terms)`` after each loss
+    evaluation (a progress bar). options: any other :class:`~convsight.style.gatys.GatysConfig`
+    field (``colour="luminance"``, ``levels=2``, ``encoder="vgg19"``, ``precision="bf16"``,
+    ``frames_every=10``, ...). Returns the picture with ``info`` = encoder, seconds, output size,
+    loss terms of the last evaluation, and ``frames`` when ``frames_every`` asked for them.
     """
     from convsight.style.gatys import GatysStylizer
 
@@ -43,11 +46,11 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], alpha
         fields = ", ".join(sorted(GatysConfig.__dataclass_fields__))
         raise ConfigError(f"stylize: {e}; options are {fields}") from None
     styles = [to_float(s) for s in style] if isinstance(style, (list, tuple)) else [to_float(style)]
-    result = GatysStylizer(styles, config).run(to_float(content))
+    result = GatysStylizer(styles, config, callback=callback).run(to_float(content))
     last = result.history[-1] if result.history else {}
     info = {"method": "gatys", "encoder": result.encoder, "alpha": alpha, "time_s": result.time_s,
-            "evaluations": len(result.history), **last}
-    return ImageResult(_uint8(result.image), info)
+            "size": list(result.sizes[-1]) if result.sizes else None, "evaluations": len(result.history), **last}
+    return ImageResult(_uint8(result.image), info, [(step, _uint8(img)) for step, img in result.frames])
 
 
 class FastStylizer(_FastStylizer):

@@ -1,7 +1,9 @@
 """``convsight faces ...``: detect, align, embed, verify, recognise against a gallery.
 
-Thin over :mod:`convsight.faces`; commands are added by the faces modules' authors. Training and
-pairs-evaluation commands live in :mod:`convsight.cli.faces_train` and register themselves here.
+A thin layer over the Python API's :class:`convsight.FacePipeline` (:mod:`convsight.api.faces`):
+detection, verification (the embedder's own threshold), enrolment and the gallery are the API's
+calls, so the command line and a notebook decide the same way. Training and pairs-evaluation
+commands live in :mod:`convsight.cli.faces_train` and register themselves here.
 
 The pretrained pipeline is MTCNN + dlib's ResNet (converted once into the cache dir, see
 :mod:`convsight.faces.dlib_port`). The gallery lives at ``$CONVSIGHT_DATA/gallery.sqlite``, else
@@ -19,8 +21,7 @@ from convsight.cli.common import JsonOption, info, out_console, print_json
 from convsight.faces.paths import default_gallery_path
 
 if TYPE_CHECKING:
-    from convsight.faces.gallery import Gallery
-    from convsight.faces.pipeline import FacePipeline
+    from convsight.api.faces import FacePipeline
 
 app = typer.Typer(
     help="Faces: detect with landmarks, align, embed, verify, recognize against a gallery.",
@@ -33,10 +34,10 @@ MinFaceOption = typer.Option(20.0, "--min-face-size", min=12, help="Smallest fac
 
 
 def _pipeline(min_face_size: float = 20.0) -> FacePipeline:
+    from convsight.api.faces import FacePipeline
     from convsight.faces.mtcnn import MTCNNConfig
-    from convsight.faces.pipeline import FacePipeline
 
-    return FacePipeline.pretrained(MTCNNConfig(min_face_size=min_face_size))
+    return FacePipeline.pretrained(MTCNNConfig(min_face_size=min_face_size))  # type: ignore[return-value]
 
 
 def _existing_gallery(gallery: Path | None) -> Path:
@@ -47,12 +48,6 @@ def _existing_gallery(gallery: Path | None) -> Path:
     if not path.is_file():
         raise ConfigError(f"no gallery at {path}; enroll someone first")
     return path
-
-
-def _gallery(path: Path | None, pipe: FacePipeline) -> Gallery:
-    from convsight.faces.gallery import Gallery
-
-    return Gallery(path or default_gallery_path(), pipe.embedder.embedder_id, pipe.embedder.dim)
 
 
 def _face_dicts(det: Any) -> list[dict[str, Any]]:
@@ -69,12 +64,13 @@ def detect(
     as_json: bool = JsonOption,
 ) -> None:
     """Find faces: boxes, scores and five landmarks (eyes, nose, mouth corners)."""
-    from convsight.io.images import load_image, save_image
+    from convsight.api.images import to_array
+    from convsight.io.images import save_image
     from convsight.viz import draw_faces
 
     pipe, results = _pipeline(min_face_size), []
     for path in images:
-        image = load_image(path)
+        image = to_array(path)
         det = pipe.detect(image)
         results.append({"image": str(path), "faces": _face_dicts(det)})
         if out is not None:
@@ -126,21 +122,15 @@ def verify(
     as_json: bool = JsonOption,
 ) -> None:
     """Same person or not: Euclidean distance between the two faces' normalised embeddings."""
-    from convsight.faces.verification import default_threshold
-
     pipe = _pipeline()
-    ea, eb = pipe.embed_single_face(a), pipe.embed_single_face(b)
-    distance = float((ea - eb).norm())
-    default = default_threshold(pipe.embedder)
-    limit = threshold if threshold is not None else default.value
-    same = distance <= limit
+    v = pipe.verify(a, b, threshold)
     if as_json:
-        print_json({"a": str(a), "b": str(b), "distance": round(distance, 6), "threshold": limit,
-                    "threshold_source": "--threshold" if threshold is not None else default.source,
-                    "same": same, "decision": "same" if same else "different",
+        print_json({"a": str(a), "b": str(b), "distance": round(v.distance, 6), "threshold": v.threshold,
+                    "threshold_source": "--threshold" if threshold is not None else v.threshold_source,
+                    "same": v.same, "decision": "same" if v.same else "different",
                     "embedder": pipe.embedder.embedder_id})
     else:
-        out_console.print(f"distance {distance:.4f}  threshold {limit:.4f}  {'same' if same else 'different'}",
+        out_console.print(f"distance {v.distance:.4f}  threshold {v.threshold:.4f}  {'same' if v.same else 'different'}",
                           highlight=False)
 
 
@@ -152,16 +142,13 @@ def enroll(
     as_json: bool = JsonOption,
 ) -> None:
     """Add a person's faces to the gallery (every photo must hold exactly one face)."""
-    import torch
-
     from convsight.errors import ConfigError
 
     if not name.strip():
         raise ConfigError("the name must not be empty")
     pipe = _pipeline()
-    embeddings = torch.stack([pipe.embed_single_face(p) for p in images]).numpy()  # all checked before writing
-    with _gallery(gallery, pipe) as g:
-        added = g.enroll(name, embeddings, [str(p) for p in images])
+    added = pipe.enroll(gallery, name, *(str(p) for p in images))  # all photos checked before the file opens
+    with pipe.gallery(gallery) as g:
         total = g.names().get(name, added)
     if as_json:
         print_json({"name": name, "added": added, "total": total})
@@ -226,11 +213,11 @@ def identify(
 
     path = _existing_gallery(gallery)
     pipe = _pipeline()
-    faces = pipe.faces_in(image)
+    faces = pipe(str(image))
     if len(faces) == 0:
         raise FaceCountError(f"no face found in {image}")
     limit = threshold if threshold is not None else default_threshold(pipe.embedder).value
-    with _gallery(path, pipe) as g:
+    with pipe.gallery(path) as g:
         matches = g.identify(faces.embeddings.numpy(), k=top_k)
     results = []
     for box, found in zip(faces.detections.boxes.tolist(), matches, strict=True):

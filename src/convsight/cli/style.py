@@ -95,42 +95,48 @@ def run_cmd(
     encoder: str = ENCODER, weights: str = WEIGHTS, pooling: str = POOLING, input_norm: str = INPUT_NORM,
     precision: str = PRECISION, progress: bool = PROGRESS, as_json: bool = JsonOption,
 ) -> None:
-    """Stylise CONTENT with STYLE (Gatys et al.) and write OUT."""
+    """Stylise CONTENT with STYLE (Gatys et al.) and write OUT (``convsight.stylize`` from Python)."""
+    from convsight.api.style import stylize
     from convsight.errors import ConfigError
     from convsight.io.images import save_image
     from convsight.precision import resolve_precision
-    from convsight.style.gatys import GatysStylizer
     from convsight.style.offline import load_style_input
 
     try:
         weights_blend = tuple(float(b) for b in blend.split(",")) if blend else None
     except ValueError as e:
         raise ConfigError(f"--blend {blend!r}: expected comma-separated numbers") from e
-    cfg = _config(alpha=alpha, size=size, steps=steps, optimizer=optimizer, init=init, seed=seed, tv_weight=tv,
-                  colour=colour, style_blend=weights_blend, levels=levels, max_size=max_size,
-                  frames_every=frames_every, encoder=encoder, weights=weights, pooling=pooling,
-                  input_norm=input_norm, precision=precision)
+    options = dict(optimizer=optimizer, init=init, tv_weight=tv, colour=colour, style_blend=weights_blend,
+                   levels=levels, max_size=max_size, frames_every=frames_every, weights=weights, pooling=pooling,
+                   input_norm=input_norm, precision=precision)
+    _config(alpha=alpha, size=size, steps=steps, seed=seed, encoder=encoder, **options)  # bad options fail before loading
+    if encoder:
+        options["encoder"] = encoder
     c = load_style_input(content)
     styles = [load_style_input(s) for s in style]
     bar, callback = _progress(progress and not as_json)
-    stylizer = GatysStylizer(styles, cfg, callback=callback)
+
+    def run():  # noqa: ANN202
+        return stylize(c, styles, alpha=alpha, size=size, steps=steps, seed=seed, callback=callback, **options)
+
     if bar is not None:
         with bar:
-            result = stylizer.run(c)
+            result = run()
     else:
-        result = stylizer.run(c)
+        result = run()
     save_image(result.image, out)
     if result.frames:
         _save_frames(result.frames, frames_dir or out.with_name(out.stem + "_frames"))
-    last = result.history[-1]
-    summary = {"output": str(out), "encoder": result.encoder, "alpha": alpha, "size": list(result.sizes[-1]),
+    r = result.info
+    last = {k: r[k] for k in ("total", "style", "content", "tv") if k in r}
+    summary = {"output": str(out), "encoder": r["encoder"], "alpha": alpha, "size": r["size"],
                "precision": resolve_precision(precision, "cpu"),
-               "evaluations": len(result.history), "time_s": round(result.time_s, 2), **last}
+               "evaluations": r["evaluations"], "time_s": round(r["time_s"], 2), **last}
     if as_json:
         print_json(summary)
     else:
-        info(f"wrote {out} ({result.sizes[-1][1]}x{result.sizes[-1][0]}) in {result.time_s:.1f} s; "
-             f"J {last['total']:.4f} (style {last['style']:.4f}, content {last['content']:.4f}); {result.encoder}")
+        info(f"wrote {out} ({r['size'][1]}x{r['size'][0]}) in {r['time_s']:.1f} s; "
+             f"J {last['total']:.4f} (style {last['style']:.4f}, content {last['content']:.4f}); {r['encoder']}")
 
 
 @app.command("sweep")
