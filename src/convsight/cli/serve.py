@@ -34,6 +34,9 @@ def serve(
 ) -> None:
     """Web page: upload an image, pick detect / faces / style, see the result (http://HOST:PORT/).
     GET /healthz says the server is alive, GET /readyz that the models are loaded."""
+    from convsight.extras import require
+
+    require("web", "convsight serve")  # FastAPI/uvicorn are an extra: one line with the pip command
     import torch
     import uvicorn
 

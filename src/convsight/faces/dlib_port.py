@@ -29,6 +29,7 @@ from convsight.weights import load_state_dict_checked, read_weights, save_state_
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 CACHE_NAME = "dlib_face_resnet_v1.safetensors"
+DAT_PACKAGE = "face-recognition-models==0.3.0"  # a dependency of convsight (pure data, CC0)
 CACHE_ENV = "CONVSIGHT_CACHE"
 # (channels, stride of the first block) per residual block, input to output
 BLOCKS: tuple[tuple[int, int], ...] = (
@@ -52,13 +53,10 @@ def dat_path() -> Path:
     """The ``.dat`` file inside the installed ``face_recognition_models`` package (not imported)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.origin is None:
-        raise WeightsError(
-            "dlib's face model is not installed: pip install face_recognition_models (it ships "
-            f"{DAT_NAME})"
-        )
+        raise WeightsError(f"dlib's face model is not installed (convsight needs it): pip install {DAT_PACKAGE}")
     path = Path(spec.origin).parent / "models" / DAT_NAME
     if not path.is_file():
-        raise WeightsError(f"{path}: dlib's face model file is missing; reinstall face_recognition_models")
+        raise WeightsError(f"{path}: dlib's face model file is missing: pip install --force-reinstall {DAT_PACKAGE}")
     return path
 
 

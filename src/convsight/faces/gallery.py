@@ -31,6 +31,7 @@ from types import TracebackType
 import numpy as np
 
 from convsight.errors import ConfigError, ConvsightError, InputFileError
+from convsight.extras import require
 
 SCHEMA = 1
 _DEAD_FRACTION = 0.25  # HNSW cannot delete: rebuild once this share of its vectors is removed rows
@@ -57,6 +58,7 @@ class Gallery:
             raise ConfigError(f"embedder_id must be a non-empty string, got {embedder_id!r}")
         if not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"dim must be an integer >= 1, got {dim!r}")
+        require("faces", "the face gallery")  # FAISS, checked before any file is created
         self.path = Path(path)
         self.index_path = self.path.with_name(self.path.name + ".faiss")
         self.embedder_id, self.dim = embedder_id, dim

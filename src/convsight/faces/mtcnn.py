@@ -7,15 +7,16 @@ Three small ConvNets in cascade, each with NMS after it:
 2. R-Net re-scores 24x24 crops of the surviving (squared) boxes and regresses them again.
 3. O-Net re-scores 48x48 crops and adds the five landmarks (eyes, nose, mouth corners).
 
-Weights are the original authors' Caffe weights as converted by facenet-pytorch 2.6.0 (``pnet.pt``,
-``rnet.pt``, ``onet.pt`` in its ``data/`` folder: plain state dicts, read without unpickling code and
-without importing facenet_pytorch). Crops for R/O-Net are taken for all boxes at once with
+Weights are the original authors' Caffe weights as converted by facenet-pytorch 2.6.0 (MIT): its
+``data/pnet.pt``, ``rnet.pt`` and ``onet.pt``, shipped inside convsight as ``assets/mtcnn/*.safetensors``
+(the same tensors bit for bit, licence beside them), so facenet-pytorch, whose metadata pins an old
+torch, is not needed. Crops for R/O-Net are taken for all boxes at once with
 ``roi_align`` (one call per stage instead of one resize per box).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,12 +111,16 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)[:, 1]
 
 
-def weights_dir() -> Path:
-    """facenet-pytorch's ``data/`` folder, located without importing the package."""
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or spec.origin is None:
-        raise WeightsError("MTCNN weights not found: pip install facenet-pytorch==2.6.0 (it ships pnet/rnet/onet.pt)")
-    return Path(spec.origin).parent / "data"
+ASSET_DIR = "assets/mtcnn"  # inside the convsight package
+
+
+def weights_file(net: str) -> Path:
+    """``assets/mtcnn/<net>.safetensors`` (net: pnet, rnet or onet) inside the installed convsight."""
+    res = importlib.resources.files("convsight").joinpath(f"{ASSET_DIR}/{net}.safetensors")
+    if not res.is_file():
+        raise WeightsError(f"{res}: MTCNN's {net} weights are missing from this convsight install; "
+                           "reinstall it: pip install --force-reinstall convsight")
+    return Path(str(res))
 
 
 # ------------------------------------------------------------------------------- box arithmetic
@@ -189,9 +194,9 @@ class MTCNN(nn.Module):
 
     @classmethod
     def pretrained(cls, config: MTCNNConfig | None = None) -> "MTCNN":
-        model, folder = cls(config), weights_dir()
+        model = cls(config)
         for name in ("pnet", "rnet", "onet"):
-            path = folder / f"{name}.pt"
+            path = weights_file(name)
             state, _ = read_weights(path)
             load_state_dict_checked(getattr(model, name), state, str(path))
         return model.to(memory_format=torch.channels_last).eval()
