@@ -32,6 +32,7 @@ import numpy as np
 
 from convsight.errors import ConfigError, ConvsightError, InputFileError
 from convsight.extras import require
+from convsight.faces.gallery_index import best_per_name, index_kind
 
 SCHEMA = 1
 _DEAD_FRACTION = 0.25  # HNSW cannot delete: rebuild once this share of its vectors is removed rows
@@ -227,7 +228,7 @@ class Gallery:
         while True:
             dist, ids = self._index.search(q, want)
             names = self._names_of(ids[ids >= 0])
-            results = [_best_per_name(d, i, names, k) for d, i in zip(dist, ids, strict=True)]
+            results = [best_per_name(d, i, names, k) for d, i in zip(dist, ids, strict=True)]
             if want >= total or all(len(r) >= reachable for r in results):
                 return results
             if reachable == k:  # fewer people than k enrolled? then do not widen to the whole index
@@ -258,7 +259,7 @@ class Gallery:
     @property
     def index_kind(self) -> str:
         """``"flat"`` or ``"hnsw"``: what the current search index is."""
-        return _kind(self._index)
+        return index_kind(self._index)
 
     def _new_index(self, n: int):  # type: ignore[no-untyped-def]
         import faiss
@@ -335,12 +336,12 @@ class Gallery:
                 index = faiss.read_index(str(self.index_path))
             except RuntimeError:
                 index = None  # unreadable cache: rebuilt from the database below
-        if index is None or index.d != self.dim or _kind(index) == "other":
+        if index is None or index.d != self.dim or index_kind(index) == "other":
             self._index = self._new_index(0)
             self._rebuild()
             return self._index
         self._index = index
-        if _kind(index) == "hnsw":
+        if index_kind(index) == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = self.ef_search
         fresh = meta.get("index_generation") == meta["generation"] and meta.get("index_signature") == self._signature()
         if not fresh:
@@ -365,28 +366,6 @@ class Gallery:
             keep = np.isin(ids, missing)
             self._add_to_index(emb[keep], ids[keep])
         self._dirty = True
-
-
-def _kind(index) -> str:  # type: ignore[no-untyped-def]
-    import faiss
-
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
-    if isinstance(inner, faiss.IndexHNSWFlat):
-        return "hnsw"
-    if isinstance(inner, faiss.IndexFlatL2):
-        return "flat"
-    return "other"
-
-
-def _best_per_name(dist: np.ndarray, ids: np.ndarray, names: dict[int, str], k: int) -> list[tuple[str, float]]:
-    best: dict[str, float] = {}
-    for d, i in zip(dist.tolist(), ids.tolist(), strict=True):  # ascending already
-        name = names.get(i)  # None: a removed row still in the (HNSW) index
-        if name is not None and name not in best:
-            best[name] = float(np.sqrt(max(d, 0.0)))  # FAISS L2 gives squared distances
-            if len(best) == k:
-                break
-    return list(best.items())
 
 
 class _transaction:
