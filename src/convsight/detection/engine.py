@@ -1,7 +1,9 @@
 """Training, evaluation and prediction for every detector: one path, whatever the architecture.
 
-Images are resized to the detector's fixed input (``model.image_size``); boxes go back to each
-image's own pixels before scoring or writing, so metrics and outputs are in the user's coordinates.
+Images are resized to the detector's input: its fixed ``model.image_size``, or, for a detector whose
+config has ``input_sides``, each image's own size clamped into that range (:func:`input_size`;
+:mod:`convsight.detection.input_sides`), and such a detector is trained multi-scale. Boxes go back to
+each image's own pixels before scoring or writing, so metrics and outputs are in the user's coordinates.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from torch.utils.data import DataLoader
 
 from convsight.detection.base import Detector
 from convsight.detection.build import build_detector
-from convsight.detection.config import config_with
+from convsight.detection.config import config_from_dict, config_to_dict, config_with
+from convsight.detection.input_sides import input_size_for, sides_of
 from convsight.detection.metrics import DetectionMetrics, evaluate_detections
-from convsight.detection.serialize import save_detector
+from convsight.detection.serialize import load_detector, save_detector
 from convsight.errors import ConfigError, DatasetError
 from convsight.io.annotations import AnnotationSet
 from convsight.io.formats import read_dataset
@@ -39,6 +42,8 @@ from convsight.training import (
     load_checkpoint,
     move_to,
 )
+from convsight.training.batches import MultiScaleStep
+from convsight.weights import load_state_dict_checked
 
 
 def load_splits(data: str | os.PathLike[str], val: str | os.PathLike[str] | None = None, val_fraction: float = 0.2,
@@ -76,6 +81,21 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def input_size(model: Detector, hw: Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` the model runs an image of ``hw = (h, w)`` at: its ``image_size``, or with
+    ``input_sides`` the image's own size clamped into them (:func:`~convsight.detection.input_sides.input_size_for`)."""
+    sides = sides_of(model)
+    return model.image_size if sides is None else input_size_for(hw, sides)
+
+
+def _groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Indices by input size, in first-seen order (a batch must share one size)."""
+    out: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        out.setdefault(size, []).append(i)
+    return out
+
+
 @torch.no_grad()
 def predict(model: Detector, images: Sequence[Tensor | np.ndarray], batch_size: int = 8,
             score_threshold: float | None = None, iou_threshold: float | None = None,
@@ -89,13 +109,16 @@ def predict(model: Detector, images: Sequence[Tensor | np.ndarray], batch_size: 
     """
     model.eval()
     postprocess = model.postprocess.with_thresholds(score_threshold, iou_threshold)
-    device, size = model_device(model), model.image_size
+    device = model_device(model)
     out: list[Detections] = []
     for start in range(0, len(images), batch_size):
         chunk = [im if isinstance(im, Tensor) else to_tensor(im) for im in images[start : start + batch_size]]
-        batch = torch.stack([resize_image(im, size) for im in chunk]).to(device)
-        for im, det in zip(chunk, model(batch, postprocess=postprocess).detections, strict=True):
-            out.append(_scale(det.to("cpu"), size, tuple(im.shape[-2:])))
+        dets: list[Detections] = [Detections.empty()] * len(chunk)
+        for size, idx in _groups([input_size(model, im.shape[-2:]) for im in chunk]).items():
+            batch = torch.stack([resize_image(chunk[i], size) for i in idx]).to(device)
+            for i, det in zip(idx, model(batch, postprocess=postprocess).detections, strict=True):
+                dets[i] = _scale(det.to("cpu"), size, tuple(chunk[i].shape[-2:]))
+        out += dets
         if on_batch is not None:
             on_batch(len(chunk))
     return out
@@ -138,24 +161,26 @@ def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
     model.eval()
     postprocess = model.postprocess.with_thresholds(score_threshold, iou_threshold)
     device = model_device(model)
-    loader = DataLoader(DetectionDataset(annotations, size=model.image_size), batch_size=batch_size,
-                        collate_fn=collate_detection)
-    dets: list[Detections] = []
+    dets: list[Detections] = [Detections.empty()] * len(annotations)
     loss_sum, batch_ms = 0.0, []
-    for images, targets in loader:
-        images = images.to(device)
-        _sync(device)
-        t0 = time.perf_counter()
-        out = model(images, postprocess=postprocess)
-        _sync(device)
-        batch_ms.append(1000 * (time.perf_counter() - t0) / len(images))
-        if loss:
-            loss_sum += float(model(images, move_to(targets, device)).loss) * len(images)
-        for t, det in zip(targets, out.detections, strict=True):
-            ann = annotations[t.image_id]
-            dets.append(_scale(det.to("cpu"), model.image_size, (ann.height, ann.width)))
-        if on_batch is not None:
-            on_batch(len(images))
+    sizes = [input_size(model, (a.height, a.width)) for a in annotations.images]
+    for size, idx in _groups(sizes).items():  # one size for all, unless the model has input_sides
+        part = dataclasses.replace(annotations, images=tuple(annotations.images[i] for i in idx))
+        loader = DataLoader(DetectionDataset(part, size=size), batch_size=batch_size, collate_fn=collate_detection)
+        for images, targets in loader:
+            images = images.to(device)
+            _sync(device)
+            t0 = time.perf_counter()
+            out = model(images, postprocess=postprocess)
+            _sync(device)
+            batch_ms.append(1000 * (time.perf_counter() - t0) / len(images))
+            if loss:
+                loss_sum += float(model(images, move_to(targets, device)).loss) * len(images)
+            for t, det in zip(targets, out.detections, strict=True):
+                ann = part[t.image_id]
+                dets[idx[t.image_id]] = _scale(det.to("cpu"), size, (ann.height, ann.width))
+            if on_batch is not None:
+                on_batch(len(images))
     metrics = evaluate_detections(dets, annotations.images, len(annotations.class_names), annotations.class_names,
                                   use_difficult=use_difficult)
     n = max(len(annotations), 1)
@@ -175,18 +200,43 @@ class TrainOutcome:
     evaluation: Evaluation  # of the best model on the validation set
 
 
+def start_model(arch: str, class_names: Sequence[str], overrides: dict[str, Any] | None = None,
+                init: str | os.PathLike[str] | None = None) -> Detector:
+    """The detector a training run starts from: ``arch`` built from its defaults plus ``overrides``, or,
+    from ``init`` (a detector file of that architecture and these classes), its config plus
+    ``overrides`` and its weights (fine-tuning, e.g. a shipped file trained again multi-scale)."""
+    if init is None:
+        return build_detector(arch, len(class_names), config_with(arch, overrides or {}))
+    start, names = load_detector(init, arch=arch)
+    if tuple(names) != tuple(class_names):
+        raise DatasetError(f"{init}: classes {list(names)} differ from the training set's {list(class_names)}")
+    base = config_to_dict(start.config)
+    for key, value in (overrides or {}).items():  # as config_with merges them, onto the file's config
+        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) and isinstance(value, dict) else value
+    try:  # unknown keys -> ConfigError naming the valid ones; wrong values -> one line too
+        cfg = config_from_dict(type(start.config), {**base, "backbone_weights": None})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{arch}: bad option value ({e})") from None
+    model = build_detector(arch, len(class_names), cfg)
+    load_state_dict_checked(model, start.state_dict(), str(init))
+    return model
+
+
 def train(arch: str, train_set: AnnotationSet, val_set: AnnotationSet, out_dir: str | os.PathLike[str],
-          train_config: TrainConfig, overrides: dict[str, Any] | None = None, resume: bool = False) -> TrainOutcome:
-    """Train ``arch`` (its config's defaults plus ``overrides``) with the shared Trainer.
+          train_config: TrainConfig, overrides: dict[str, Any] | None = None, resume: bool = False,
+          init: str | os.PathLike[str] | None = None) -> TrainOutcome:
+    """Train ``arch`` (its config's defaults plus ``overrides``; with ``init``, that file's config and
+    weights, :func:`start_model`) with the shared Trainer.
 
     Every epoch logs train and validation loss and the validation mAP@0.5 / mAP@[.5:.95]; the best epoch
     by mAP@0.5 is kept and written as ``out_dir/detector.safetensors`` (weights + config + class names).
+    A config with ``input_sides`` trains multi-scale: each batch rescaled to a random side in that range
+    (:class:`~convsight.training.batches.MultiScaleStep`); validation runs as :func:`evaluate` does.
     """
     if val_set.class_names != train_set.class_names:
         raise DatasetError("training and validation sets have different classes")
     out_dir = Path(out_dir)
-    cfg = config_with(arch, overrides or {})
-    model = build_detector(arch, len(train_set.class_names), cfg)
+    model = start_model(arch, train_set.class_names, overrides, init)
     size = model.image_size
     train_data = DetectionDataset(train_set, size=size, hflip=0.5, seed=train_config.seed)
     val_data = DetectionDataset(val_set, size=size)
@@ -198,8 +248,10 @@ def train(arch: str, train_set: AnnotationSet, val_set: AnnotationSet, out_dir: 
 
     if train_config.monitor is None:
         train_config = dataclasses.replace(train_config, monitor="map50", monitor_mode="max")
+    sides = sides_of(model)
+    step = MultiScaleStep(sides) if sides is not None else None
     result = Trainer(model, train_data, val_data, train_config, out_dir, collate_fn=collate_detection,
-                     evaluate_fn=metrics).fit(resume=resume)
+                     step_fn=step, evaluate_fn=metrics).fit(resume=resume)
     if result.best_path is not None:
         model.load_state_dict(load_checkpoint(result.best_path).model)
     model.eval()

@@ -32,6 +32,7 @@ from convsight.detection.base import (
     PostprocessConfig,
     register_detector,
 )
+from convsight.detection.input_sides import check_input_sides, check_sized_inputs
 from convsight.ops.anchors import (
     SSD_ASPECT_RATIOS,
     AnchorConfig,
@@ -53,7 +54,8 @@ class SSDConfig(DetectorConfig):
     paper uses 0.2..0.9 plus 0.1 on conv4_3, we default to 0.1 so small objects get boxes);
     aspect_ratios: ``w / h`` ratios, flat (every level) or one tuple per level; iou_threshold: default
     boxes at or above it become positives; neg_pos_ratio: mined negatives per positive; box_weight:
-    ``alpha``; variances: SSD's box-coder variances."""
+    ``alpha``; variances: SSD's box-coder variances; input_sides: None or the ``(lo, hi)`` input sides
+    it runs at, default boxes kept at their pixels at ``image_size`` (:mod:`convsight.detection.input_sides`)."""
 
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.05, iou_threshold=0.45, topk=100, pre_nms_topk=400))
@@ -67,8 +69,10 @@ class SSDConfig(DetectorConfig):
     neg_pos_ratio: float = 3.0
     box_weight: float = 1.0
     variances: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+    input_sides: tuple[int, int] | None = None
 
     def validate(self) -> None:
+        check_input_sides(self.arch, self.input_sides)
         if not self.levels:
             raise self.error("levels must name at least one backbone level")
         if self.extra_layers < 0 or self.extra_channels < 1:
@@ -249,6 +253,10 @@ class SSDDetector(Detector):
     def backbone_levels(self, config: SSDConfig) -> list[int | str]:
         return list(config.levels)
 
+    # With input_sides: any sides that 32 divides. The extra maps then need not tile the input
+    # exactly (320 px: 5 -> 3 cells); the default boxes spread over it (image / map size per axis).
+    check_inputs = check_sized_inputs
+
     def feature_maps(self, images: Tensor) -> list[Tensor]:
         """``(B, 3, H, W)`` -> backbone maps then extra maps, by increasing stride."""
         feats = self.backbone(images)
@@ -262,7 +270,7 @@ class SSDDetector(Detector):
         k = self.num_classes + 1
         cls = torch.cat([_flatten_head(h(f), k) for h, f in zip(self.cls_heads, feats)], dim=1)  # (B, A, C+1)
         box = torch.cat([_flatten_head(h(f), 4) for h, f in zip(self.box_heads, feats)], dim=1)  # (B, A, 4)
-        return cls, box, self.default_boxes(feats, self.image_size)
+        return cls, box, self.default_boxes(feats, tuple(images.shape[-2:]))
 
     def forward(self, images: Tensor, targets: list[Target] | None = None,
                 postprocess: PostprocessConfig | None = None) -> DetectorOutput:
@@ -277,5 +285,5 @@ class SSDDetector(Detector):
         if not self.training:
             for i in range(images.shape[0]):
                 boxes, scores = decode_ssd(cls[i].detach(), box[i].detach(), defaults, self.coder)
-                detections.append(postprocess(boxes, scores, image_size=self.image_size))
+                detections.append(postprocess(boxes, scores, image_size=tuple(images.shape[-2:])))
         return DetectorOutput(detections=detections, losses=losses)

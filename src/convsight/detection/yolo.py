@@ -51,6 +51,7 @@ from convsight.detection.base import (
     PostprocessConfig,
     register_detector,
 )
+from convsight.detection.input_sides import check_input_sides, check_sized_inputs
 from convsight.structures import DetectorOutput, Target
 
 LAYOUTS = ("per_box", "shared")
@@ -70,7 +71,8 @@ class YoloConfig(DetectorConfig):
     layers per scale) or ``"separable"`` (each 3x3 conv split into a depthwise 3x3 and a pointwise
     1x1, MobileNet / SSDLite style: the same receptive field for a fraction of the multiply-adds);
     head_channels: width of the head's two layers; lambda_coord, lambda_noobj: YOLOv1's weights
-    (used by both losses)."""
+    (used by both losses); input_sides: None or the ``(lo, hi)`` input sides it runs at, anchors
+    kept at their pixels at ``image_size`` (:mod:`convsight.detection.input_sides`)."""
 
     image_size: tuple[int, int] = (224, 224)
     postprocess: PostprocessConfig = field(
@@ -84,9 +86,11 @@ class YoloConfig(DetectorConfig):
     head_channels: int = 128
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
+    input_sides: tuple[int, int] | None = None
 
     def validate(self) -> None:
         self.check_choices(layout=LAYOUTS, loss=LOSSES, head=HEADS)
+        check_input_sides(self.arch, self.input_sides)
         if self.boxes_per_cell < 1 or self.head_channels < 1:
             raise self.error("boxes_per_cell and head_channels must be >= 1")
         if not self.scales or list(self.scales) != sorted(set(self.scales)):
@@ -297,9 +301,8 @@ def yolo_loss(obj_logit: Tensor, pred_box: Tensor, cls_logit: Tensor, enc: dict[
     return {"obj": obj / n, "noobj": noobj / n, "box": box / n, "cls": cls / n}
 
 
-def decode_predictions(raws: list[Tensor], num_classes: int, num_boxes: int, layout: str,
-                       image_size: tuple[int, int], anchors: list[Tensor | None] | None = None,
-                       ) -> tuple[Tensor, Tensor]:
+def decode_predictions(raws: list[Tensor], num_classes: int, num_boxes: int, layout: str, image_size: tuple[int, int],
+                       anchors: list[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
     """Head outputs, one ``(B, Gh, Gw, D)`` per scale -> boxes ``(B, N, 4)`` xyxy pixels and scores
     ``(B, N, C)`` = objectness x class probability, ``N = sum Gh Gw nb`` (row, column, slot order)."""
     anchors = anchors or [None] * len(raws)
@@ -355,30 +358,38 @@ class YoloDetector(Detector):
     def backbone_levels(self, config: YoloConfig) -> list[int | str]:
         return list(config.scales)
 
+    check_inputs = check_sized_inputs  # with input_sides: any sides that 32 divides
+
+    def anchors_at(self, size: tuple[int, int]) -> list[Tensor | None]:
+        """Per scale ``(B, 2)`` anchor fractions of a ``size`` input: the pixels they are at ``image_size``."""
+        fy, fx = self.image_size[0] / size[0], self.image_size[1] / size[1]
+        return [None if a is None else a * a.new_tensor([fx, fy]) for a in self._anchors]
+
     def forward(self, images: Tensor, targets: list[Target] | None = None,
                 postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
-        cfg, size, postprocess = self.config, self.image_size, postprocess or self.postprocess
+        cfg, postprocess = self.config, postprocess or self.postprocess
+        size = (int(images.shape[-2]), int(images.shape[-1]))  # image_size, or another with input_sides
+        anchors = self.anchors_at(size)
         feats = self.backbone(images)
         raws = [head(f).permute(0, 2, 3, 1) for head, f in zip(self.heads, feats, strict=True)]  # (B, Gh, Gw, D)
         losses: dict[str, Tensor] = {}
         if targets is not None:
-            losses = self._losses(raws, targets)
+            losses = self._losses(raws, targets, size, anchors)
         detections = []
         if not self.training:
             with torch.no_grad():
-                boxes, scores = decode_predictions(raws, self.num_classes, cfg.num_boxes, cfg.layout, size,
-                                                   self._anchors)
+                boxes, scores = decode_predictions(raws, self.num_classes, cfg.num_boxes, cfg.layout, size, anchors)
             detections = [postprocess(b, s, image_size=size) for b, s in zip(boxes, scores, strict=True)]
         return DetectorOutput(detections, losses)
 
-    def _losses(self, raws: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
-        cfg, size = self.config, self.image_size
-        scale_of = [assign_scales(t.boxes.detach().float().cpu(), size, cfg.scales, self._anchors)
-                    for t in targets]
+    def _losses(self, raws: list[Tensor], targets: list[Target], size: tuple[int, int], anchors: list) -> dict[str, Tensor]:
+        cfg = self.config  # size: this input's (H, W); anchors: fractions of it, per scale
+        scale_of = [assign_scales(t.boxes.detach().float().cpu(), size, cfg.scales, anchors) for t in targets]
         cap = 1 if cfg.layout == "shared" else None
         total: dict[str, Tensor] = {}
-        for k, (raw, grid, anc) in enumerate(zip(raws, cfg.grid_sizes(), self._anchors, strict=True)):
+        for k, (raw, anc) in enumerate(zip(raws, anchors, strict=True)):
+            grid = (raw.shape[1], raw.shape[2])  # (Gh, Gw) of this input
             enc = encode_targets(targets, grid, size, self.num_classes, cfg.num_boxes, anc, cap,
                                  keep=[s == k for s in scale_of])
             enc = {key: v.to(raw.device) for key, v in enc.items()}

@@ -1,4 +1,5 @@
-"""Batches: moving them to the device, the default training step, and checking what a step returns."""
+"""Batches: moving them to the device, the default training step, multi-scale training (each batch
+rescaled to a random size), and checking what a step returns."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convsight.errors import ConfigError
+from convsight.structures import Target
 
 T = TypeVar("T")
 
@@ -41,6 +44,51 @@ def default_step(model: nn.Module, batch: Any) -> dict[str, Tensor]:
     if not isinstance(losses, Mapping):
         raise ConfigError(f"model output {type(out).__name__} has no .losses dict; return one or pass step_fn")
     return dict(losses)
+
+
+def rescale_batch(images: Tensor, targets: list[Target], size: tuple[int, int]) -> tuple[Tensor, list[Target]]:
+    """``images (B, 3, H, W)`` in ``[0, 1]`` resized to ``size = (h, w)`` (bilinear, antialiased when
+    shrinking, clamped) and each target's xyxy boxes scaled with them; memory layout kept."""
+    h0, w0 = images.shape[-2:]
+    if (h0, w0) == tuple(size):
+        return images, targets
+    out = F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    if images.is_contiguous(memory_format=torch.channels_last):  # the bf16 step's layout
+        out = out.contiguous(memory_format=torch.channels_last)
+    sy, sx = size[0] / h0, size[1] / w0
+    scaled = [dataclasses.replace(t, boxes=t.boxes * t.boxes.new_tensor([sx, sy, sx, sy])) for t in targets]
+    return out, scaled
+
+
+class MultiScaleStep:
+    """Multi-scale training: each training batch ``(images (B, 3, H, W), targets)`` is rescaled
+    (:func:`rescale_batch`) so that its shorter side is a random multiple of ``multiple`` in
+    ``sides = (lo, hi)``, aspect kept, then goes through ``step`` (the default step). In eval mode
+    (the validation loss) batches pass unchanged. The side is drawn from torch's global generator,
+    which the Trainer seeds and restores on resume, so a run repeats exactly.
+    """
+
+    def __init__(self, sides: tuple[int, int], multiple: int = 32,
+                 step: Any = default_step) -> None:
+        lo, hi = sides
+        if multiple < 1 or lo % multiple or hi % multiple or not multiple <= lo <= hi:
+            raise ConfigError(f"multi-scale sides must be multiples of {multiple} with lo <= hi, got {tuple(sides)}")
+        self.sides, self.multiple, self.step = (lo, hi), multiple, step
+        self.last_size: tuple[int, int] | None = None  # the size of the latest training batch
+
+    def size_for(self, hw: tuple[int, int], short: int) -> tuple[int, int]:
+        """``hw`` scaled so its shorter side is ``short``, each side a multiple of ``multiple``."""
+        f, m = short / min(hw), self.multiple
+        return (max(m, round(hw[0] * f / m) * m), max(m, round(hw[1] * f / m) * m))
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        if not model.training:
+            return self.step(model, batch)
+        images, targets = batch
+        lo, hi = (s // self.multiple for s in self.sides)
+        short = self.multiple * int(torch.randint(lo, hi + 1, ()))
+        self.last_size = self.size_for(tuple(images.shape[-2:]), short)
+        return self.step(model, rescale_batch(images, targets, self.last_size))
 
 
 def batch_size(batch: Any) -> int:
