@@ -13,6 +13,7 @@ import typer
 
 from convsight.cli.common import JsonOption, info, print_json
 from convsight.detection.defaults import DEFAULT_ARCH
+from convsight.extras import require
 
 app = typer.Typer(help="Export models (ONNX) with decoding in the graph.", no_args_is_help=True)
 
@@ -54,11 +55,15 @@ def onnx_detector(
     weights: Path | None = typer.Option(None, "--weights", "-w",
                                         help="Detector file (default: the shipped one for --arch)."),
     arch: str | None = typer.Option(None, help=f"yolo, ssd or faster-rcnn: which shipped detector (default "
-                                               f"{DEFAULT_ARCH.replace('_', '-')}), or the architecture --weights must hold."),
+                                               f"{DEFAULT_ARCH.replace('_', '-')}), or the architecture --weights must hold; "
+                                               "tv:NAME: torchvision's detector (COCO weights from the torch cache, or "
+                                               "--weights FILE / random)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Export a detector (yolo, ssd, faster-rcnn) to ONNX: decoding in the graph, final NMS after it
-    (convsight.export.runtime.postprocess_onnx_outputs, thresholds stored in the file's metadata)."""
+    """Export a detector (yolo, ssd, faster-rcnn, tv:NAME) to ONNX: decoding in the graph, final NMS after it
+    (convsight.export.runtime.postprocess_onnx_outputs, thresholds stored in the file's metadata;
+    tv: graphs run torchvision's own NMS inside, with the thresholds the model has)."""
+    require("export", "convsight export onnx")  # onnx/onnxruntime are an extra: one line with the pip command
     from convsight.export.onnx import export_detector, fixed_batch
     from convsight.export.runtime import detector_parity
     from convsight.io.images import to_tensor
@@ -92,6 +97,7 @@ def onnx_embedder(
     as_json: bool = JsonOption,
 ) -> None:
     """Export the face embedder (dlib's ResNet port, 150x150 chips -> 128-d unit vectors) to ONNX."""
+    require("export", "convsight export onnx-embedder")
     import torch
 
     from convsight.export.onnx import export_embedder

@@ -10,12 +10,18 @@ per-class scores (background dropped):
   the graph; outputs are the RoI head's class-specific ``boxes (1, N, C, 4)`` (clipped) and
   ``scores (1, N, C)`` for its ``N <= post_nms_topk_test`` proposals. Batch size 1: the proposal
   step is per image, and a traced loop over the batch would freeze the batch size anyway.
+- ``tv:*`` (torchvision's detectors): the wrapper's whole eval forward, torchvision's own score
+  threshold, NMS and top-k included (they are inside its models), with the thresholds the model
+  had at export; outputs are final detections ``boxes (1, N, 4)``, ``scores (1, N)`` and 0-based
+  ``labels (1, N)``. Batch size 1, as Faster R-CNN's.
 
 The last step, score threshold + class-wise NMS + top-k, is the detector's own
 :class:`~convsight.detection.base.PostprocessConfig`, applied after the graph by
 :func:`convsight.export.runtime.postprocess_onnx_outputs`; its thresholds are stored in the file's
-``metadata_props`` (with the architecture, class names and image size), so the ONNX file and the
-``.safetensors`` it came from give the same detections.
+``metadata_props`` (with the architecture, class names, image size and output names), so the ONNX
+file and the ``.safetensors`` it came from give the same detections. For ``tv:*`` graphs, which end
+with NMS already, that step can only tighten the thresholds baked in (applied twice, it keeps
+everything: each survivor passed the same threshold, NMS and top-k once).
 
 Embedder graphs: ``chips (B, 3, S, S)`` in ``[0, 1]`` -> ``embeddings (B, D)`` (unit norm), dynamic batch.
 """
@@ -42,7 +48,9 @@ from convsight.faces.types import FaceEmbedder
 OPSET = 17
 DETECTOR_FORMAT = "convsight-onnx-detector/1"
 EMBEDDER_FORMAT = "convsight-onnx-embedder/1"
-EXPORTABLE = ("yolo", "ssd", "faster_rcnn")
+EXPORTABLE = ("yolo", "ssd", "faster_rcnn", "tv:*")
+OUTPUTS = ("boxes", "scores")  # what a graph returns; tv:* graphs add labels (TV_OUTPUTS)
+TV_OUTPUTS = ("boxes", "scores", "labels")
 
 
 class ExportError(ConvsightError):
@@ -112,11 +120,30 @@ class FasterRCNNGraph(nn.Module):
         return boxes[None], probs[None]
 
 
+class TorchvisionGraph(nn.Module):
+    """``images (1, 3, H, W)`` -> ``boxes (1, N, 4)``, ``scores (1, N)``, ``labels (1, N)``: a ``tv:*``
+    detector's eval forward as it is (normalise, backbone, heads, torchvision's NMS, the label map)."""
+
+    def __init__(self, det: Detector) -> None:
+        super().__init__()
+        self.det = det
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = self.det(images).detections[0]
+        return d.boxes[None], d.scores[None], d.labels[None]
+
+
 _GRAPHS: dict[str, type[nn.Module]] = {"yolo": YoloGraph, "ssd": SSDGraph, "faster_rcnn": FasterRCNNGraph}
+
+
+def _is_tv(arch: str) -> bool:
+    return arch.startswith("tv:")
 
 
 def detector_graph(model: Detector) -> nn.Module:
     """The exportable module of ``model`` (eval mode); raises :class:`ExportError` for other architectures."""
+    if _is_tv(model.arch):
+        return TorchvisionGraph(model.eval()).eval()
     if model.arch not in _GRAPHS:
         raise ExportError(f"ONNX export supports {', '.join(EXPORTABLE)}; not {model.arch!r}")
     return _GRAPHS[model.arch](model.eval()).eval()
@@ -124,7 +151,12 @@ def detector_graph(model: Detector) -> nn.Module:
 
 def fixed_batch(arch: str) -> int | None:
     """The batch size the graph of ``arch`` is exported with, or ``None`` when it is dynamic."""
-    return 1 if arch == "faster_rcnn" else None
+    return 1 if arch == "faster_rcnn" or _is_tv(arch) else None
+
+
+def graph_outputs(arch: str) -> tuple[str, ...]:
+    """The output names of ``arch``'s graph."""
+    return TV_OUTPUTS if _is_tv(arch) else OUTPUTS
 
 
 # ---- export ---------------------------------------------------------------------------------------
@@ -164,23 +196,27 @@ def _finish(proto: Any, meta: dict[str, str], path: str | os.PathLike[str]) -> P
 def detector_metadata(model: Detector, class_names: Sequence[str]) -> dict[str, str]:
     """What :func:`~convsight.export.runtime.OnnxDetector` needs besides the graph (all JSON strings)."""
     batch = fixed_batch(model.arch)
+    postprocess = model.postprocess
+    if _is_tv(model.arch):  # torchvision's per-level / per-class top-k ran in the graph already
+        postprocess = dataclasses.replace(postprocess, pre_nms_topk=None)
     return {"format": DETECTOR_FORMAT, "arch": model.arch, "class_names": json.dumps(list(class_names)),
             "image_size": json.dumps(list(model.image_size)),
-            "postprocess": json.dumps(dataclasses.asdict(model.postprocess)),
-            "batch": "dynamic" if batch is None else str(batch)}
+            "postprocess": json.dumps(dataclasses.asdict(postprocess)),
+            "batch": "dynamic" if batch is None else str(batch), "outputs": ",".join(graph_outputs(model.arch))}
 
 
 def export_detector(model: Detector, class_names: Sequence[str], path: str | os.PathLike[str]) -> Path:
-    """Write ``model`` (yolo, ssd or faster_rcnn) as an ONNX file at ``path`` (see the module doc)."""
+    """Write ``model`` (yolo, ssd, faster_rcnn or tv:*) as an ONNX file at ``path`` (see the module doc)."""
     if len(class_names) != model.num_classes:
         raise ExportError(f"{len(class_names)} class names for a {model.num_classes}-class detector")
     graph = detector_graph(model.cpu())
     example = torch.rand(1, 3, *model.image_size, generator=torch.Generator().manual_seed(0))
     batch = fixed_batch(model.arch)
     dynamic = None if batch is not None else {"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
-    if batch is not None:  # the number of proposals left after NMS varies
-        dynamic = {"boxes": {1: "detections"}, "scores": {1: "detections"}}
-    proto = _to_onnx(graph, example, "images", ("boxes", "scores"), dynamic)
+    outputs = graph_outputs(model.arch)
+    if batch is not None:  # the number of proposals (or detections) left after NMS varies
+        dynamic = {name: {1: "detections"} for name in outputs}
+    proto = _to_onnx(graph, example, "images", outputs, dynamic)
     return _finish(proto, detector_metadata(model, class_names), path)
 
 

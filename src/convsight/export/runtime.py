@@ -24,16 +24,24 @@ from convsight.structures import Detections
 
 
 def postprocess_onnx_outputs(boxes: Any, scores: Any, config: PostprocessConfig,
-                             image_size: Sequence[int]) -> list[Detections]:
+                             image_size: Sequence[int], labels: Any = None) -> list[Detections]:
     """Detector graph outputs -> one :class:`Detections` per image, exactly as the eager detector's
     last step: clip to ``image_size = (H, W)``, drop small boxes, score threshold, class-wise NMS, top-k.
 
-    boxes: ``(B, N, 4)`` shared or ``(B, N, C, 4)`` class-specific; scores ``(B, N, C)`` (numpy or torch).
+    boxes: ``(B, N, 4)`` shared or ``(B, N, C, 4)`` class-specific; scores ``(B, N, C)`` (numpy or torch);
+    or, from a graph that ends with its own NMS (``tv:*``), boxes ``(B, N, 4)``, scores ``(B, N)`` and
+    labels ``(B, N)``.
     """
     b, s = torch.as_tensor(np.asarray(boxes)), torch.as_tensor(np.asarray(scores))
+    size = (int(image_size[0]), int(image_size[1]))
+    if labels is not None:
+        lab = torch.as_tensor(np.asarray(labels)).long()
+        if s.ndim != 2 or lab.shape != s.shape or b.shape[:2] != s.shape:
+            raise ValueError(f"expected boxes (B, N, 4), scores and labels (B, N), got {tuple(b.shape)}, "
+                             f"{tuple(s.shape)}, {tuple(lab.shape)}")
+        return [config(bi, si, li, image_size=size) for bi, si, li in zip(b, s, lab, strict=True)]
     if s.ndim != 3 or b.shape[:2] != s.shape[:2]:
         raise ValueError(f"expected scores (B, N, C) and boxes (B, N[, C], 4), got {tuple(s.shape)}, {tuple(b.shape)}")
-    size = (int(image_size[0]), int(image_size[1]))
     return [config(bi, si, image_size=size) for bi, si in zip(b, s, strict=True)]
 
 
@@ -69,13 +77,15 @@ class OnnxDetector:
             self.image_size: tuple[int, int] = tuple(json.loads(meta["image_size"]))  # type: ignore[assignment]
             self.postprocess = postprocess_from_metadata(meta)
             self.batch = None if meta["batch"] == "dynamic" else int(meta["batch"])
+            self.outputs: tuple[str, ...] = tuple(meta.get("outputs", "boxes,scores").split(","))
         except (KeyError, ValueError, TypeError) as e:
             raise WeightsError(f"{self.path}: malformed convsight ONNX metadata ({e})") from e
         self.session = _session(self.path)
 
-    def raw(self, images: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``images (B, 3, H, W)`` in ``[0, 1]`` -> graph outputs ``boxes``, ``scores`` (see the export module);
-        a fixed-batch graph runs one image at a time (then B must be 1 per call)."""
+    def raw(self, images: Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
+        """``images (B, 3, H, W)`` in ``[0, 1]`` -> graph outputs ``boxes``, ``scores`` (and ``labels``
+        for ``tv:*`` graphs; see the export module); a fixed-batch graph runs one image at a time
+        (then B must be 1 per call)."""
         x = _numpy(images)
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.image_size:
             raise ValueError(f"{self.arch}: expected images (B, 3, {self.image_size[0]}, {self.image_size[1]}), "
@@ -83,8 +93,7 @@ class OnnxDetector:
         if self.batch is not None and x.shape[0] != self.batch:
             raise ValueError(f"{self.arch}: this graph takes batches of {self.batch}; call the detector itself "
                              "(it splits the batch)")
-        boxes, scores = self.session.run(["boxes", "scores"], {"images": x})
-        return boxes, scores
+        return tuple(self.session.run(list(self.outputs), {"images": x}))
 
     def __call__(self, images: Tensor | np.ndarray) -> list[Detections]:
         """``images (B, 3, H, W)`` in ``[0, 1]`` -> one :class:`Detections` per image."""
@@ -92,7 +101,8 @@ class OnnxDetector:
         chunks = [x] if self.batch is None else [x[i:i + 1] for i in range(len(x))]
         out: list[Detections] = []
         for chunk in chunks:
-            out += postprocess_onnx_outputs(*self.raw(chunk), self.postprocess, self.image_size)
+            boxes, scores, *labels = self.raw(chunk)
+            out += postprocess_onnx_outputs(boxes, scores, self.postprocess, self.image_size, *labels)
         return out
 
 
@@ -116,17 +126,39 @@ class OnnxEmbedder:
 
 
 def detections_max_diff(a: Sequence[Detections], b: Sequence[Detections]) -> float:
-    """Largest absolute difference of boxes and scores between two detection lists; ``inf`` when the
-    counts or the labels differ (the two runs disagree on what they found)."""
+    """Largest absolute difference of boxes and scores between two detection lists, each image's
+    detections paired one to one within a label; ``inf`` when the counts or the labels differ (the
+    two runs disagree on what they found).
+
+    Detections are a set: two runs may list equal-scoring ones in another order (a sort is free to
+    order ties either way), so pairs are made by :func:`_pair_cost`, not by position.
+    """
     worst = 0.0
     if len(a) != len(b):
         return float("inf")
     for x, y in zip(a, b, strict=True):
-        if len(x) != len(y) or not torch.equal(x.labels.cpu(), y.labels.cpu()):
+        xl, yl = x.labels.cpu(), y.labels.cpu()
+        if len(x) != len(y) or not torch.equal(xl.sort().values, yl.sort().values):
             return float("inf")
-        if len(x):
-            worst = max(worst, float((x.boxes.cpu() - y.boxes.cpu()).abs().max()),
-                        float((x.scores.cpu() - y.scores.cpu()).abs().max()))
+        for label in xl.unique():
+            i, j = (xl == label).nonzero().flatten(), (yl == label).nonzero().flatten()
+            worst = max(worst, _pair_cost(torch.cat([x.boxes.cpu()[i], x.scores.cpu()[i, None]], 1),
+                                          torch.cat([y.boxes.cpu()[j], y.scores.cpu()[j, None]], 1)))
+    return worst
+
+
+def _pair_cost(u: Tensor, v: Tensor) -> float:
+    """``u, v (n, 5)`` rows (box, score) of one label: pair them greedily, closest pair first (max abs
+    difference over the five numbers); returns the largest difference of a pair. Greedy can only
+    pair worse than the best pairing, so a pass here is a pass of the best one too."""
+    cost = (u[:, None, :] - v[None, :, :]).abs().amax(-1).double()  # (n, n)
+    worst = 0.0
+    for _ in range(len(u)):
+        k = int(cost.argmin())
+        r, c = divmod(k, cost.shape[1])
+        worst = max(worst, float(cost[r, c]))
+        cost[r, :] = float("inf")
+        cost[:, c] = float("inf")
     return worst
 
 
