@@ -37,8 +37,32 @@ SMALL: dict[str, dict[str, Any]] = {
                                                         post_nms_topk_test=16)},
     "ssd": {"extra_layers": 1},
     "yolo": {"head_channels": 16},
+    # torchvision's detectors: random weights (their default start is COCO's file, absent offline).
+    "tv:fasterrcnn_mobilenet_v3_large_320_fpn": {"backbone_weights": None},
+    "tv:ssdlite320_mobilenet_v3_large": {"backbone_weights": None},
+    # The ImageNet-classifier detectors on the tiny backbone (their default is MobileNetV2), seeing the
+    # 64-px scenes at one small scale each.
+    "imagenet_localize": {"backbone": "tiny", "backbone_weights": None, "classify_side": 64, "cam_scales": (1.0,)},
+    "imagenet_sliding": {"backbone": "tiny", "backbone_weights": None, "pyramid": (64, 96)},
 }
-ARCHS = detector_names()  # every registered detector, the test suite's toy included
+# Every registered detector, the test suite's toy included. Of torchvision's seven, the two light ones
+# (one two-stage, one single-stage) stand for the wrapper they share; the five ResNet / VGG ones cost
+# seconds per build here and are checked in tests/detection/test_tv.py.
+ARCHS = [a for a in detector_names() if not a.startswith("tv:") or a in SMALL]
+
+
+@pytest.fixture(autouse=True)
+def _tv_one_thread(request):  # type: ignore[no-untyped-def]
+    """torchvision's detectors here: one torch thread (on a busy 2-core machine a second one mostly
+    spin-waits: their 14 tests here took 76 s of CPU with two threads, 5 s with one)."""
+    params = getattr(request.node, "callspec", None)
+    if params is None or not str(params.params.get("arch", "")).startswith("tv:"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +137,13 @@ def test_train_mode_gives_the_same_loss_terms(arch: str, batch) -> None:  # type
 @pytest.mark.parametrize("arch", ARCHS)
 def test_wrong_image_size_is_refused(arch: str, batch) -> None:  # type: ignore[no-untyped-def]
     model = _build(arch, batch).eval()
-    with pytest.raises(ValueError, match=f"{arch}: expected 64x64 inputs"):
-        model(torch.rand(1, 3, 32, 64))
+    if arch.startswith("imagenet_"):  # any size by design (they resize inside, ImagenetDetector.any_size), not < 32
+        _check_detections(model(torch.rand(1, 3, 48, 64)), 1)
+        with pytest.raises(ValueError, match=f"{arch}: image sides must be >= 32"):
+            model(torch.rand(1, 3, 16, 64))
+    else:
+        with pytest.raises(ValueError, match=f"{arch}: expected 64x64 inputs"):
+            model(torch.rand(1, 3, 32, 64))
     with pytest.raises(ValueError, match="2 images but 1 targets"):
         model(batch[0], batch[1][:1])
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from convsight.console import info
-from convsight.demo import detection, faces, foundation, style
+from convsight.demo import detection, faces, foundation, photos, style
 from convsight.errors import ConfigError
 from convsight.report import Report
 
@@ -36,6 +36,8 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0) -> Path:
     torch.manual_seed(seed)
     np.random.seed(seed)
     report = Report(out, "convsight demo", log=info)
+    with report.stage("real objects in real photos: the ImageNet classifier, localised and slid"):
+        photos.photos_stage(report, out, seed)
     with report.stage("synthetic scenes (COCO, VOC, YOLO)"):
         data = foundation.scenes_stage(report, out, seed)
     with report.stage("shipped detectors: YOLO, SSD, Faster R-CNN"):

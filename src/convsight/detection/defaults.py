@@ -13,9 +13,17 @@ DEFAULT_ARCH = "ssd"
 DISPLAY_THRESHOLD = {"yolo": 0.2, "ssd": 0.35, "faster_rcnn": 0.65}
 OTHER_THRESHOLD = 0.5  # a detector file of another architecture
 
+# Detectors whose weights come from another package, drawn at a score that means the same for any
+# photo (no scene set to tune on). imagenet_localize's score is the whole image's class probability:
+# at 0.2 a photo shows its top class and hides the runner-up breeds of the same object (chelsea:
+# Egyptian cat 0.71, then tabby 0.13 and tiger cat 0.09, all boxing the same cat). imagenet_sliding's
+# is one window's softmax: at 0.5 the class holds more than half the window's probability, the rule
+# by which windows merge into one box (ImagenetSlidingConfig.merge_score).
+PRETRAINED_THRESHOLD = {"imagenet_localize": 0.2, "imagenet_sliding": 0.5}
+
 
 def display_threshold(arch: str) -> float:
-    return DISPLAY_THRESHOLD.get(arch, OTHER_THRESHOLD)
+    return DISPLAY_THRESHOLD.get(arch, PRETRAINED_THRESHOLD.get(arch, OTHER_THRESHOLD))
 
 
 def thresholds_text() -> str:
