@@ -151,6 +151,9 @@ def test_train_eval_predict_round_trip(cli, tmp_path, toy_scenes):
     (["eval", "{scenes}", "--weights", "{tmp}/missing.safetensors"], "weights file not found"),
     (["predict", "{tmp}/nothing.jpg", "--weights", "{tmp}/missing.safetensors"], "weights file not found"),
     (["predict", "{tmp}/x.jpg", "--arch", "nope"], "no shipped weights for 'nope'"),
+    # --set at load is for the detectors built at load (imagenet-*), not a trained file's config
+    (["predict", "{tmp}/x.jpg", "--arch", "ssd", "--set", "group=true"], "apply to imagenet-localize"),
+    (["eval", "{scenes}", "--arch", "imagenet-localize", "--set", "colour=red"], "colour"),
 ])
 def test_detect_errors_are_one_line(cli, tmp_path, toy_scenes, args, message):
     args = [a.format(scenes=toy_scenes, tmp=tmp_path) for a in args]
@@ -203,3 +206,18 @@ def test_predict_with_data_uses_the_datasets_ids(cli, tmp_path, toy_scenes):
     gt.write_text(json.dumps(doc))
     r = cli("detect", "predict", "--data", gt, "--weights", weights, "--out", tmp_path / "pred2")
     assert r.code == 2 and r.stderr.count("\n") == 1 and "not categories of this dataset" in r.stderr
+
+
+def test_predict_set_group_reports_super_classes(cli, tmp_path):
+    """`--set group=true` reaches the ImageNet detector through the Python API's loader: chelsea is a 'cat'
+    (the breeds' probabilities summed), not 'Egyptian cat'."""
+    from PIL import Image
+
+    from convsight.demo.photos import shipped_photos
+
+    Image.fromarray(shipped_photos()["chelsea"]).save(tmp_path / "chelsea.png")
+    r = cli("detect", "predict", tmp_path / "chelsea.png", "--arch", "imagenet-localize", "--set", "group=true",
+            "--out", tmp_path / "out", "--json")
+    assert r.code == 0, r.stderr
+    dets = json.loads(r.stdout)["images"][0]["detections"]
+    assert dets and dets[0]["class"] == "cat" and dets[0]["score"] > 0.9

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -26,7 +26,12 @@ from torch import Tensor
 
 from convsight.api.images import ImageInput, as_list, is_batch, save_rgb, source_of, to_array
 from convsight.detection.base import Detector as _Model
+from convsight.errors import DatasetError
+from convsight.io.annotations import AnnotationSet
 from convsight.structures import Detections
+
+if TYPE_CHECKING:  # the engine pulls in the training stack: imported when a detector evaluates
+    from convsight.detection.engine import Evaluation
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,30 +117,57 @@ class Detector:
 
     @overload
     def predict(self, images: list[ImageInput] | tuple[ImageInput, ...], conf: float | None = ...,
-                iou: float | None = ..., batch_size: int = ...) -> list[DetectionResult]: ...
+                iou: float | None = ..., batch_size: int = ...,
+                on_batch: Callable[[int], None] | None = ...) -> list[DetectionResult]: ...
     @overload
     def predict(self, images: ImageInput, conf: float | None = ..., iou: float | None = ...,
-                batch_size: int = ...) -> DetectionResult | list[DetectionResult]: ...
+                batch_size: int = ..., on_batch: Callable[[int], None] | None = ...) -> DetectionResult | list[DetectionResult]: ...
 
     def predict(self, images: ImageInput | list[ImageInput] | tuple[ImageInput, ...], conf: float | None = None,
-                iou: float | None = None, batch_size: int = 8) -> DetectionResult | list[DetectionResult]:
+                iou: float | None = None, batch_size: int = 8,
+                on_batch: Callable[[int], None] | None = None) -> DetectionResult | list[DetectionResult]:
         """Detect objects in one image (-> one :class:`DetectionResult`) or a batch (a list or
         tuple of images, or a ``(B, 3, H, W)`` tensor -> a list, in order).
 
         conf: keep detections scoring at least this (default :attr:`conf`; use 0.01 for
         evaluation, where mAP integrates over every score); iou: the NMS overlap for this call
-        instead of the model's own; batch_size: images per forward pass.
+        instead of the model's own; batch_size: images per forward pass; on_batch: called with the
+        number of images after each batch (a progress bar).
         """
         from convsight.detection.engine import predict
 
         items = as_list(images)
         arrays = [to_array(im) for im in items]
         threshold = self.conf if conf is None else float(conf)
-        dets = predict(self.model, arrays, batch_size=batch_size, score_threshold=threshold, iou_threshold=iou)
+        dets = predict(self.model, arrays, batch_size=batch_size, score_threshold=threshold, iou_threshold=iou,
+                       on_batch=on_batch)
         out = [_result(d, self.class_names, a, source_of(im)) for d, a, im in zip(dets, arrays, items, strict=True)]
         return out if is_batch(images) else out[0]
 
     __call__ = predict
+
+    def evaluate(self, data: str | os.PathLike[str] | AnnotationSet, conf: float | None = None, iou: float | None = None,
+                 batch_size: int = 8, use_difficult: bool = False,
+                 on_batch: Callable[[int], None] | None = None) -> Evaluation:
+        """Score the detector on a labelled dataset, as ``convsight detect eval`` does: COCO's twelve
+        numbers and VOC AP (``.metrics``), the validation loss (``.val_loss``) and the forward pass's
+        ``.ms_per_image``.
+
+        data: a dataset folder (COCO, VOC or YOLO) or COCO ``.json``, or an
+        :class:`~convsight.io.annotations.AnnotationSet`, with this detector's classes (a
+        :class:`~convsight.errors.DatasetError` otherwise); conf: lowest score kept (default 0.01:
+        mAP integrates over every score, not :attr:`conf`); iou: NMS overlap instead of the model's.
+        """
+        from convsight.detection import engine
+        from convsight.io.formats import read_dataset
+
+        ds = data if isinstance(data, AnnotationSet) else read_dataset(data)
+        if tuple(ds.class_names) != self.class_names:
+            where = "the dataset's" if isinstance(data, AnnotationSet) else f"{data}:"
+            raise DatasetError(f"{where} classes {list(ds.class_names)} differ from the detector's {list(self.class_names)}")
+        return engine.evaluate(self.model, ds, batch_size, on_batch=on_batch, iou_threshold=iou,
+                               score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else float(conf),
+                               use_difficult=use_difficult)
 
 
 def _result(det: Detections, class_names: tuple[str, ...], image: np.ndarray, source: str | None) -> DetectionResult:
@@ -145,16 +177,22 @@ def _result(det: Detections, class_names: tuple[str, ...], image: np.ndarray, so
 
 
 def load_detector(weights: str | os.PathLike[str] = "ssd", device: str | torch.device = "cpu",
-                  conf: float | None = None) -> Detector:
+                  conf: float | None = None, arch: str | None = None, **options: object) -> Detector:
     """A detector ready to :meth:`~Detector.predict`.
 
-    weights: a shipped architecture (``"ssd"``, the most accurate, ``"yolo"``, ``"faster-rcnn"``)
-    or a detector file written by ``convsight detect train`` (``detector.safetensors``).
+    weights: a shipped architecture (``"ssd"``, the most accurate, ``"yolo"``, ``"faster-rcnn"``),
+    the real-photo ImageNet detectors (``"imagenet-sliding"``, ``"imagenet-localize"``), one of
+    torchvision's COCO detectors (``"tv:fasterrcnn_resnet50_fpn_v2"``, ...; weights from the torch
+    cache), or a detector file written by ``convsight detect train`` (``detector.safetensors``).
     device: ``"cpu"`` (the default), ``"cuda"`` or ``"auto"`` (CUDA when there is one).
     conf: the default score threshold of :meth:`~Detector.predict` (None: the architecture's
     display threshold, as ``convsight detect predict`` draws).
+    arch: the architecture ``weights`` (a file) must hold; for ``tv:NAME`` / ``imagenet-*``, the
+    loader that reads it (a torchvision state dict, ``"random"`` for timing).
+    options: config fields of the ``imagenet-*`` detectors, e.g. ``group=True`` for super-classes
+    (cat, dog, cup, ...) instead of ImageNet's 1000 names.
     """
     from convsight.detection.inference import load_for_inference
 
-    model, names, path = load_for_inference(weights, device)
+    model, names, path = load_for_inference(weights, device, arch=arch, options=options)
     return Detector(model, names, path, conf)

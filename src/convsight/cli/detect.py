@@ -116,7 +116,17 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-ARCH_HELP = "localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd."
+# torchvision's COCO detectors (convsight.detection.tv_build.MODELS; tests/cli/test_detect_tv.py keeps this in step)
+TV_ARCHS = ("tv:fasterrcnn_resnet50_fpn_v2", "tv:fasterrcnn_mobilenet_v3_large_fpn", "tv:fasterrcnn_mobilenet_v3_large_320_fpn",
+            "tv:retinanet_resnet50_fpn_v2", "tv:fcos_resnet50_fpn", "tv:ssd300_vgg16", "tv:ssdlite320_mobilenet_v3_large")
+TV_HELP = f"or torchvision's COCO detectors: {', '.join(TV_ARCHS)}"
+ARCH_HELP = f"localize, sliding, rcnn, fast-rcnn, faster-rcnn, yolo or ssd, {TV_HELP} (fine-tuned on --data's classes)."
+SET_HELP = ("A config option of a detector built at load, key=value (repeatable): imagenet-localize / "
+            "imagenet-sliding take group=true (16 super-classes: cat, dog, cup, ...), cam_threshold, ...")
+RUN_ARCH_HELP = (f"Which detector when --weights is not given: the shipped yolo, ssd or faster-rcnn (default "
+                 f"{DEFAULT_ARCH.replace('_', '-')}), imagenet-localize, imagenet-sliding, {TV_HELP} (COCO weights from the torch "
+                 "cache, or a download with CONVSIGHT_ALLOW_DOWNLOAD=1). With --weights: the architecture the file holds "
+                 "(for tv:, a torchvision state dict, a fine-tuned detector file, or 'random' for timing).")
 
 
 @app.command()
@@ -131,7 +141,9 @@ def train(
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
     image_size: int | None = typer.Option(None, min=32, help="Square input side (default: the architecture's)."),
     backbone: str | None = typer.Option(None, help="Backbone name (default: the architecture's)."),
-    backbone_weights: str | None = typer.Option(None, help="imagenet, a .safetensors file (e.g. from detect pretrain), or none."),
+    backbone_weights: str | None = typer.Option(None, help="imagenet, a .safetensors file (e.g. from detect pretrain), or none; "
+                                                "for tv: archs coco (the default: torchvision's COCO detector, a new class predictor), "
+                                                "imagenet, a torchvision state dict file, or none."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the heads only (transfer learning)."),
     sets: list[str] = typer.Option([], "--set", help="Any config option as key=value (repeatable), e.g. --set grid=7."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -173,44 +185,42 @@ def train(
         info(f"weights: {r.weights}")
 
 
-def _load_model(weights: Path | None, arch: str | None, device: str):  # type: ignore[no-untyped-def]
-    """``--weights`` or else the shipped file of ``--arch``, BatchNorm folded, channels-last (eval and
-    predict only run the model: same detections, faster)."""
-    from convsight.detection.inference import load_for_inference
+def _load(weights: Path | None, arch: str | None, device: str, sets: list[str], conf: float | None = None):  # type: ignore[no-untyped-def]
+    """The Python API's detector (:func:`convsight.load_detector`, so the CLI and a notebook load and run
+    alike): ``--weights`` (a file that must hold ``--arch`` when both are given; for ``tv:`` and
+    ``imagenet-*``, read by that architecture's loader) or else ``--arch``'s shipped or pretrained one."""
+    from convsight.api.detect import load_detector
 
-    return load_for_inference(weights if weights is not None else arch, device)
+    source = weights if weights is not None else (arch or DEFAULT_ARCH)
+    return load_detector(source, device, conf, arch=arch if weights is not None else None, **_overrides(sets))
 
 
 @app.command(name="eval")
 def eval_(
     data: Path = typer.Argument(..., help="Dataset folder (COCO/VOC/YOLO) or COCO .json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
-    arch: str | None = typer.Option(None, help=f"Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default {DEFAULT_ARCH.replace('_', '-')})."),
+    arch: str | None = typer.Option(None, help=RUN_ARCH_HELP),
     conf: float | None = typer.Option(None, "--conf", help="Score threshold (default 0.01: mAP counts low scores too)."),
     iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
     batch_size: int = typer.Option(8, min=1),
     device: str = typer.Option("auto"),
     plot: Path | None = typer.Option(None, "--plot", help="Also write precision-recall curves to this PNG."),
     use_difficult: bool = typer.Option(False, "--use-difficult", help=USE_DIFFICULT_HELP),
+    sets: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluate a detector on a dataset: COCO's twelve numbers, VOC mAP@0.5, per class, speed."""
     from rich.progress import Progress
 
     from convsight.cli.common import err_console
-    from convsight.detection import engine
-    from convsight.errors import DatasetError
     from convsight.io.formats import read_dataset
 
-    model, names, path = _load_model(weights, arch, device)
+    det = _load(weights, arch, device, sets)
+    model, path = det.model, det.path
     ds = read_dataset(data)
-    if tuple(ds.class_names) != tuple(names):
-        raise DatasetError(f"{data}: classes {list(ds.class_names)} differ from the detector's {list(names)}")
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(ds))
-        ev = engine.evaluate(model, ds, batch_size, on_batch=lambda n: bar.advance(task, n),
-                             score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else conf, iou_threshold=iou,
-                             use_difficult=use_difficult)
+        ev = det.evaluate(ds, conf, iou, batch_size, use_difficult, on_batch=lambda n: bar.advance(task, n))
     metrics = ev.metrics
     if plot is not None:
         from convsight.detection.plots import plot_pr_curves
@@ -230,20 +240,19 @@ def predict(
                                      "results.json then uses its image and category ids, so `detect score DATA results.json` works."),
     out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Output folder: annotated images, results.json, images.json."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Detector file (default: the shipped one for --arch)."),
-    arch: str | None = typer.Option(None, help=f"Which shipped detector when --weights is not given: yolo, ssd or faster-rcnn (default {DEFAULT_ARCH.replace('_', '-')})."),
+    arch: str | None = typer.Option(None, help=RUN_ARCH_HELP),
     conf: float | None = typer.Option(None, "--conf", help=f"Score threshold for what is drawn and written (default: each file's best-F1 score: {thresholds_text()})."),
     iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's)."),
     batch_size: int = typer.Option(8, min=1),
     device: str = typer.Option("auto"),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    sets: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = JsonOption,
 ) -> None:
     """Detect objects in images; writes annotated copies and COCO-format results."""
     from rich.progress import Progress
 
     from convsight.cli.common import err_console
-    from convsight.detection import engine
-    from convsight.detection.defaults import display_threshold
     from convsight.detection.outputs import detections_doc, write_predictions
     from convsight.io.images import list_images, load_image
 
@@ -251,9 +260,11 @@ def predict(
         from convsight.errors import ConfigError
 
         raise ConfigError("give image files/folders or --data DATASET (one of the two)")
-    model, names, _ = _load_model(weights, arch, device)
-    conf = display_threshold(model.arch) if conf is None else conf
-    image_ids = category_ids = None
+    det = _load(weights, arch, device, sets, conf)
+    names = det.class_names
+    image_ids = None
+    # A COCO-head detector (tv:) writes COCO's own category ids, so its results score against COCO files.
+    category_ids = getattr(det.model, "category_ids", None)
     if data is not None:
         paths, image_ids, category_ids = _dataset_images(data, names)
     else:
@@ -261,8 +272,8 @@ def predict(
     arrays = [load_image(p) for p in paths]  # all decoded (and checked) before any output is written
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("detecting", total=len(arrays))
-        dets = engine.predict(model, arrays, batch_size, score_threshold=conf, iou_threshold=iou,
-                              on_batch=lambda n: bar.advance(task, n))
+        results = det.predict(arrays, iou=iou, batch_size=batch_size, on_batch=lambda n: bar.advance(task, n))
+    dets = [r.to_detections() for r in results]
     write_predictions(out, paths, arrays, dets, names, overwrite=overwrite, image_ids=image_ids, category_ids=category_ids)
     if as_json:
         print_json({**detections_doc(paths, dets, names), "out": str(out)})

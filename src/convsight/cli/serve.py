@@ -31,6 +31,9 @@ def serve(
                                      help="Needed to change the gallery over HTTP (Authorization: Bearer ...); "
                                           "without it gallery writes are off and reads are loopback-only."),
     docs: bool = typer.Option(False, "--docs", help="Serve the OpenAPI page at /docs."),
+    detector: str | None = typer.Option(None, "--detector", help="What the detect task runs: a shipped arch (yolo, ssd, "
+                                        "faster-rcnn), imagenet-localize/-sliding, tv:NAME (COCO weights from the torch "
+                                        "cache) or a detector file (default: the shipped default)."),
 ) -> None:
     """Web page: upload an image, pick detect / faces / style, see the result (http://HOST:PORT/).
     GET /healthz says the server is alive, GET /readyz that the models are loaded."""
@@ -42,6 +45,12 @@ def serve(
 
     from convsight.cli.common import info
     from convsight.web.app import ServeConfig, create_app
+    from convsight.web.tasks import TASKS, detector_task
+
+    tasks = dict(TASKS)
+    if detector is not None:  # loaded now: a missing file or absent tv: weights is one line before the server starts
+        tasks["detect"] = detector_task(detector)
+        tasks["detect"].load()  # type: ignore[attr-defined]
 
     # each worker's model call uses torch's own threads: split the cores so workers don't fight over them
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -51,4 +60,4 @@ def serve(
     info(f"convsight: serving on http://{host}:{port}/ with {workers} worker(s), queue {queue} (Ctrl+C stops)")
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         info("convsight: no --token: the face gallery is read-only and answers this machine only")
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(cfg, tasks), host=host, port=port, log_level="warning")

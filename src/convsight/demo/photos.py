@@ -29,8 +29,17 @@ def shipped_photos() -> dict[str, np.ndarray]:
     return {name: load_image(hopper) if name == "grace_hopper" else builtin_image(name) for name in PHOTOS}
 
 
+def cached_tv_archs() -> list[str]:
+    """torchvision's COCO detectors whose weights are in the local torch cache (never a download)."""
+    from convsight.detection.tv_build import MODELS, PREFIX, coco_enum
+    from convsight.weights import hub_cache_file
+
+    return [PREFIX + name for name, spec in MODELS.items() if hub_cache_file(coco_enum(spec)).is_file()]
+
+
 def photos_stage(report: Report, out: Path, seed: int) -> None:
-    """Both detectors on the seven photos: ``photos.png`` (a row per method) and ``photos.json``."""
+    """Both ImageNet detectors, then every torchvision COCO detector whose weights are in the torch
+    cache, on the seven photos: ``photos.png`` (a row per method) and ``photos.json``."""
     from convsight.detection import engine
     from convsight.detection.defaults import display_threshold
     from convsight.detection.inference import load_for_inference
@@ -40,14 +49,16 @@ def photos_stage(report: Report, out: Path, seed: int) -> None:
     del seed  # nothing random here: fixed photos, pretrained weights
     photos = shipped_photos()
     tiles, rows = [], []
-    for arch, title in ARCHS:
+    tv = cached_tv_archs()
+    methods = [*ARCHS, *((arch, "torchvision, COCO weights from the torch cache") for arch in tv)]
+    for arch, title in methods:
         model, names, _ = load_for_inference(arch, "cpu")
         threshold = display_threshold(arch)
         dets = engine.predict(model, list(photos.values()), batch_size=1, score_threshold=threshold)
         for (photo, image), d in zip(photos.items(), dets, strict=True):
             tiles.append(draw_boxes(image, d.boxes, d.labels, names, d.scores))
             found = [f"{names[int(k)]} {s:.2f}" for k, s in zip(d.labels.tolist(), d.scores.tolist(), strict=True)]
-            rows.append({"photo": photo, "method": arch.replace("_", "-"), "score shown from": threshold,
+            rows.append({"photo": photo, "method": arch if arch.startswith("tv:") else arch.replace("_", "-"), "score shown from": threshold,
                          "found (best first)": ", ".join(found[:4]) + (" ..." if len(found) > 4 else "") or "nothing"})
     save_image(contact_sheet(tiles, columns=len(photos), cell=320), out / "photos.png")
     write_json(out / "photos.json", rows)
@@ -60,7 +71,10 @@ def photos_stage(report: Report, out: Path, seed: int) -> None:
         "every 224-px window of an image pyramid and merges the windows of a class. ImageNet has 1000 classes "
         "and no person: on the astronaut the helmet and the shuttle model are what it can name. "
         "`convsight detect predict PHOTO --arch imagenet-localize` (or imagenet-sliding) does the same; the "
-        "README measures both against hand-drawn boxes.",
-        images=[(report.rel(out / "photos.png"), "Top row: " + ARCHS[0][1] + "; bottom row: " + ARCHS[1][1])],
+        "README measures both against hand-drawn boxes. " + (
+            f"Then torchvision's COCO detectors found in the torch cache: {', '.join(tv)}." if tv else
+            "torchvision's COCO detectors (`--arch tv:NAME`) join here when their weights are in the torch cache; "
+            "none is on this machine."),
+        images=[(report.rel(out / "photos.png"), "Rows, top to bottom: " + "; ".join(f"{a} ({t})" for a, t in methods))],
         table=rows,
     ))

@@ -22,6 +22,7 @@ The folded model cannot be trained or saved any more (its BatchNorm statistics a
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +35,7 @@ from convsight.detection.base import DETECTORS, Detector
 from convsight.detection.config import register_all
 from convsight.detection.files import canonical_arch, detector_file, pretrained_loader, shipped_detectors
 from convsight.detection.serialize import load_detector
+from convsight.errors import ConfigError
 from convsight.training.distributed import resolve_device
 
 M = TypeVar("M", bound=nn.Module)
@@ -80,7 +82,8 @@ def optimize_for_inference(model: M) -> M:
 
 
 def load_for_inference(weights_or_arch: str | os.PathLike[str] | None = None, device: str | torch.device = "auto", *,
-                       arch: str | None = None, optimize: bool = True) -> tuple[Detector, tuple[str, ...], Path]:
+                       arch: str | None = None, optimize: bool = True,
+                       options: dict[str, object] | None = None) -> tuple[Detector, tuple[str, ...], Path]:
     """A detector ready to run: ``(model in eval mode on device, class names, the file it came from)``.
 
     weights_or_arch: a detector file, the name (or alias: ``faster-rcnn``) of an architecture that
@@ -90,15 +93,23 @@ def load_for_inference(weights_or_arch: str | os.PathLike[str] | None = None, de
     device: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
     optimize: :func:`optimize_for_inference` (the default; same detections, faster). False keeps the
     model as saved, for a caller that exports or inspects its layers.
+    options: config fields of a detector built at load (``imagenet-*``: ``group=True``, ...); a
+    trained file's config is what it was trained with, so options there are a ConfigError.
     """
     name = None if arch is None else canonical_arch(arch)
     source = weights_or_arch
     loader = _pretrained(source, name)
     if loader is not None:  # torchvision's detectors, the ImageNet classifier: weights from another package
         weights = None if name is None or source is None else Path(source)
-        model, names, path = loader(name or canonical_arch(str(source)), weights)
+        target = name or canonical_arch(str(source))
+        if options and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(loader).parameters.values()):
+            raise ConfigError(f"{target}: takes no --set options (got {sorted(options)})")
+        model, names, path = loader(target, weights, **(options or {}))
         model = model.to(device if isinstance(device, torch.device) else resolve_device(device))
         return (optimize_for_inference(model) if optimize else model), tuple(names), path
+    if options:
+        raise ConfigError(f"--set options {sorted(options)} apply to imagenet-localize / imagenet-sliding; a trained "
+                          "detector runs with the config it was trained with")
     if source is None or (isinstance(source, str) and _is_arch(source)):
         path = detector_file(None, canonical_arch(source) if source is not None else name)
     else:

@@ -38,27 +38,60 @@ def _once(load: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
+def detector_task(source: str | None = None) -> Callable[[np.ndarray], TaskResult]:
+    """The ``detect`` task for ``source``: None for the default shipped detector
+    (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on synthetic shapes), or what
+    ``convsight detect predict --arch/--weights`` takes (``yolo``, ``tv:fasterrcnn_resnet50_fpn_v2``,
+    a detector file: ``convsight serve --detector``). The task's ``.load()`` loads it (once)."""
+
+    @_once
+    def load():  # type: ignore[no-untyped-def]
+        from convsight.detection.inference import load_for_inference
+
+        model, names, path = load_for_inference(source, "cpu")
+        return model, names, "shipped" if source is None else str(source)
+
+    def detect(image: np.ndarray) -> TaskResult:
+        from convsight.detection import engine
+        from convsight.detection.defaults import display_threshold
+        from convsight.viz import draw_boxes
+
+        model, names, label = load()
+        det = engine.predict(model, [image], score_threshold=display_threshold(model.arch))[0]
+        drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
+        objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
+                   for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
+        return TaskResult(drawn, {"model": f"{model.arch} ({label})", "objects": objects})
+
+    detect.load = load  # type: ignore[attr-defined]
+    return detect
+
+
+detect = detector_task()
+
+
 @_once
-def _detector():  # type: ignore[no-untyped-def]
+def _photo_detector():  # type: ignore[no-untyped-def]
     from convsight.detection.inference import load_for_inference
 
-    model, names, _ = load_for_inference(None, "cpu")
+    model, names, _ = load_for_inference("imagenet_sliding", "cpu")
     return model, names
 
 
-def detect(image: np.ndarray) -> TaskResult:
-    """The default shipped detector (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on
-    synthetic shapes) on the image."""
+def objects(image: np.ndarray) -> TaskResult:
+    """Real objects in a photo: the ImageNet classifier that ships (MobileNetV2) slid over the image as
+    a convolution (``imagenet_sliding``, the photo detector that finds most of the shipped photos'
+    objects, see the README); ImageNet's 1000 class names."""
     from convsight.detection import engine
     from convsight.detection.defaults import display_threshold
     from convsight.viz import draw_boxes
 
-    model, names = _detector()
+    model, names = _photo_detector()
     det = engine.predict(model, [image], score_threshold=display_threshold(model.arch))[0]
     drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
-    objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
-               for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
-    return TaskResult(drawn, {"model": f"{model.arch} (shipped)", "objects": objects})
+    found = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
+             for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
+    return TaskResult(drawn, {"model": "imagenet-sliding (MobileNetV2 ImageNet classifier, shipped)", "objects": found})
 
 
 @_once
@@ -107,7 +140,8 @@ def style(image: np.ndarray) -> TaskResult:
                                                   "output_size": [int(x.shape[-1]), int(x.shape[-2])]})
 
 
-TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect, "faces": faces, "style": style}
+TASKS: dict[str, Callable[[np.ndarray], TaskResult]] = {"detect": detect, "objects": objects, "faces": faces,
+                                                        "style": style}
 
 
 def warm_up(tasks: dict[str, Callable[[np.ndarray], TaskResult]]) -> None:
