@@ -209,3 +209,29 @@ def test_training_can_start_from_a_detector_file(tmp_path) -> None:  # type: ign
         engine.start_model("ssd", ("a", "b", "c"), init=path)
     with pytest.raises(ConfigError, match="unknown option"):
         engine.start_model("yolo", ("a", "b", "c"), {"grid": 7}, init=path)
+
+
+def test_cli_train_init_and_keep_last(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The README's multi-scale recipe as a command: `detect train --init FILE --set input_sides=... --keep last`
+    starts from the file's weights and config, and writes the last epoch's weights (not the best one's)."""
+    import json
+
+    from convsight.io.synth_writer import write_synthetic
+    from convsight.io.synthetic import SynthConfig
+    from convsight.training import load_checkpoint
+
+    data = write_synthetic(tmp_path / "d", 6, SynthConfig(image_size=(64, 64), max_objects=2, min_size=10), seed=3,
+                           fmt="coco")
+    torch.manual_seed(0)
+    built = build_detector("yolo", len(data.class_names), image_size=SIZE, **SMALL["yolo"])
+    start = save_detector(built, tmp_path / "start.safetensors", data.class_names)
+    r = cli("detect", "train", "--arch", "yolo", "--data", tmp_path / "d", "--val", tmp_path / "d", "--init", start,
+            "--set", "input_sides=[64,128]", "--epochs", "2", "--batch-size", "2", "--keep", "last",
+            "--out", tmp_path / "run", "--json")
+    assert r.code == 0, r.stderr
+    model, _ = load_detector(json.loads(r.stdout)["weights"])
+    assert model.config.input_sides == (64, 128) and model.config.anchors == ANCHORS
+    last = load_checkpoint(tmp_path / "run" / "last.pt").model
+    assert all(torch.equal(v, last[k]) for k, v in model.state_dict().items())
+    r = cli("detect", "train", "--arch", "yolo", "--data", tmp_path / "d", "--keep", "first", "--out", tmp_path / "x")
+    assert r.code == 2 and "--keep" in r.stderr and r.stderr.count("\n") == 1

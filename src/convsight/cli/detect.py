@@ -151,9 +151,12 @@ def train(
                                   "autocast + channels-last (~2x faster on CPUs with AVX512_BF16/AMX, slower elsewhere)."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    init: Path | None = typer.Option(None, "--init", help="Start from this detector file (its config, --set on top, and its "
+                                     "weights; same architecture and classes): fine-tuning, e.g. a shipped file made multi-scale."),
+    keep: str = typer.Option("best", "--keep", help="Which epoch becomes detector.safetensors: best (validation mAP@0.5) or last."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Train a detector; keeps the best epoch (validation mAP@0.5) as OUT/detector.safetensors."""
+    """Train a detector; keeps the best epoch (validation mAP@0.5, or --keep last) as OUT/detector.safetensors."""
     from convsight.detection import engine
     from convsight.detection.config import config_with
     from convsight.precision import configure_threads, resolve_precision
@@ -168,14 +171,20 @@ def train(
         overrides["image_size"] = [image_size, image_size]
     if freeze_backbone:
         overrides["freeze_backbone"] = True
-    config_with(name, overrides)  # a wrong architecture or option fails before any data is read
+    if keep not in ("best", "last"):
+        from convsight.errors import ConfigError
+
+        raise ConfigError(f"--keep must be best or last, got {keep!r}")
+    if init is None:
+        config_with(name, overrides)  # a wrong architecture or option fails before any data is read
     train_set, val_set = engine.load_splits(data, val, seed=seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=1e-4, precision=precision,
                       warmup_epochs=min(1, epochs - 1), device=device, seed=seed)
     threads = configure_threads()
     info(f"{name}: {len(train_set)} training and {len(val_set)} validation images, {len(train_set.class_names)} classes; "
          f"precision {resolve_precision(precision, device)}{' (auto)' if precision == 'auto' else ''}, {threads} threads")
-    r = engine.train(name, train_set, val_set, out or Path("runs/detect") / name, cfg, overrides, resume=resume)
+    r = engine.train(name, train_set, val_set, out or Path("runs/detect") / name, cfg, overrides, resume=resume,
+                     init=init, keep=keep)
     m = r.evaluation.metrics
     if as_json:
         print_json({"weights": str(r.weights), "epochs": len(r.result.history), "val": m.to_dict(),

@@ -224,17 +224,21 @@ def start_model(arch: str, class_names: Sequence[str], overrides: dict[str, Any]
 
 def train(arch: str, train_set: AnnotationSet, val_set: AnnotationSet, out_dir: str | os.PathLike[str],
           train_config: TrainConfig, overrides: dict[str, Any] | None = None, resume: bool = False,
-          init: str | os.PathLike[str] | None = None) -> TrainOutcome:
+          init: str | os.PathLike[str] | None = None, keep: str = "best") -> TrainOutcome:
     """Train ``arch`` (its config's defaults plus ``overrides``; with ``init``, that file's config and
     weights, :func:`start_model`) with the shared Trainer.
 
     Every epoch logs train and validation loss and the validation mAP@0.5 / mAP@[.5:.95]; the best epoch
-    by mAP@0.5 is kept and written as ``out_dir/detector.safetensors`` (weights + config + class names).
+    by mAP@0.5 (``keep="best"``) or the last one (``keep="last"``: the end of the cosine schedule, for a
+    validation set that does not measure what the run is for, e.g. one size in multi-scale training) is
+    written as ``out_dir/detector.safetensors`` (weights + config + class names).
     A config with ``input_sides`` trains multi-scale: each batch rescaled to a random side in that range
     (:class:`~convsight.training.batches.MultiScaleStep`); validation runs as :func:`evaluate` does.
     """
     if val_set.class_names != train_set.class_names:
         raise DatasetError("training and validation sets have different classes")
+    if keep not in ("best", "last"):
+        raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
     out_dir = Path(out_dir)
     model = start_model(arch, train_set.class_names, overrides, init)
     size = model.image_size
@@ -252,9 +256,11 @@ def train(arch: str, train_set: AnnotationSet, val_set: AnnotationSet, out_dir: 
     step = MultiScaleStep(sides) if sides is not None else None
     result = Trainer(model, train_data, val_data, train_config, out_dir, collate_fn=collate_detection,
                      step_fn=step, evaluate_fn=metrics).fit(resume=resume)
-    if result.best_path is not None:
-        model.load_state_dict(load_checkpoint(result.best_path).model)
+    chosen = result.best_path if keep == "best" else result.last_path
+    if chosen is not None:
+        model.load_state_dict(load_checkpoint(chosen).model)
     model.eval()
     weights = save_detector(model, out_dir / "detector.safetensors", train_set.class_names,
-                            extra={"train": json.dumps({"epochs": len(result.history), "train_images": len(train_set)})})
+                            extra={"train": json.dumps({"epochs": len(result.history), "train_images": len(train_set),
+                                                      "kept": keep})})
     return TrainOutcome(model, weights, result, evaluate(model, val_set, batch_size=train_config.batch_size))
