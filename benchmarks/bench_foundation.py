@@ -32,6 +32,7 @@ from convsight.io.images import load_image
 from convsight.ops.boxes import box_iou
 from convsight.ops.nms import batched_nms_topk
 from convsight.structures import Detections
+from _machine import machine_line  # benchmarks/_machine.py, beside this script
 
 
 def timeit(fn: Callable[[], object], repeats: int) -> float:
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats (a smoke run)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
+    print(machine_line("fp32"))
     reps = 2 if args.quick else 5
     rows = [bench_evaluator(100 if args.quick else 1000, 1 if args.quick else 3), bench_nms(reps), bench_load(3 * reps), bench_iou(reps)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of repeats after a warm-up\n")

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from _machine import machine_line  # benchmarks/_machine.py, beside this script
+
 # COCO 2017's 80 category ids: 1..90 without the ten ids the paper's 91-class list dropped.
 COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         doc, results = make_problem(n_images, 100, args.seed)
         (folder / "gt.json").write_text(json.dumps(doc))
         (folder / "results.json").write_text(json.dumps(results))
+        print(machine_line(None), flush=True)
         print(_header(n_images, doc, results), flush=True)
         runs: dict[str, list[dict[str, Any]]] = {e: [] for e in ENGINES}
         for _ in range(args.repeats):

@@ -1,12 +1,12 @@
 """Transfer learning for detection: mAP after the same training time, frozen pretrained vs from scratch.
 
     make bench                       # all benchmarks; or:
-    .venv/bin/python benchmarks/detection_transfer.py [--seconds 75] [--n-train 1500] [--quick]
+    .venv/bin/python benchmarks/detection_transfer.py [--seconds 75] [--n-train 1500] [--precision auto] [--quick]
 
 The lecture's YOLO/SSD recipe: take a backbone pretrained as a classifier, freeze it, train only the
 detection heads (`convsight detect train --freeze-backbone --backbone-weights ...`). Every row trains
 the same SSD head (the shipped SSD's default boxes), loss, data (synthetic scenes, seed 11) and
-optimiser (AdamW, lr 2e-3, batch 16, bf16 autocast where the CPU has it) for the same wall-clock
+optimiser (AdamW, lr 2e-3, batch 16, --precision: `auto` = bf16 autocast where the CPU runs it natively) for the same wall-clock
 seconds, then scores mAP on the detection benchmark's validation set (100 fresh scenes, seed 777).
 Frozen rows do no backward pass through the backbone, so they also fit more steps into the time;
 that is part of what freezing buys.
@@ -35,19 +35,22 @@ from convsight.detection.build import build_detector
 from convsight.io.synth_writer import write_crops, write_synthetic
 from convsight.io.synthetic import SynthConfig
 from convsight.io.torch_data import DetectionDataset, collate_detection
+from convsight.precision import resolve_precision
+from _machine import machine_line  # benchmarks/_machine.py, beside this script
 from detection import print_table  # benchmarks/detection.py, beside this script
 
 SIZE = 256
 S_MIN, S_MAX = 0.06, 0.6  # the shipped SSD's default-box scales: the paper's 0.1-0.9 miss small objects
 
 
-def train_for(model: torch.nn.Module, data: DetectionDataset, seconds: float, lr: float = 2e-3, batch: int = 16) -> int:
+def train_for(model: torch.nn.Module, data: DetectionDataset, seconds: float, lr: float = 2e-3, batch: int = 16,
+              precision: str = "auto") -> int:
     """AdamW steps on ``data`` until ``seconds`` of wall time have passed; returns the number of steps."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     loader = DataLoader(data, batch_size=batch, shuffle=True, collate_fn=collate_detection,
                         generator=torch.Generator().manual_seed(0))
-    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    bf16 = resolve_precision(precision, "cpu") == "bf16"  # auto: only where the CPU runs bf16 natively
     model.train()
     steps, t0 = 0, time.perf_counter()
     while True:
@@ -67,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=75.0, help="training wall time per row")
     ap.add_argument("--n-train", type=int, default=1500, help="training scenes")
     ap.add_argument("--n-val", type=int, default=100, help="validation scenes (seed 777)")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--quick", action="store_true", help="a smoke run: 5 s per row, 64 scenes")
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.n_train, args.n_val = 5.0, 64, 16
     torch.set_num_threads(2)
+    print(machine_line(args.precision), flush=True)
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = SynthConfig(image_size=(SIZE, SIZE))
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_detector("ssd", len(train.class_names), image_size=(SIZE, SIZE), backbone=backbone,
                                    backbone_weights=None if weights == "random" else weights, freeze_backbone=frozen,
                                    s_min=S_MIN, s_max=S_MAX)
-            steps = train_for(model, data, args.seconds)
+            steps = train_for(model, data, args.seconds, precision=args.precision)
             with torch.no_grad():
                 ev = engine.evaluate(model, val, batch_size=16)
             init = {"random": "from scratch", "imagenet": "ImageNet"}.get(weights, "synthetic crops")

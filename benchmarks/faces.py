@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 import torch
 
+from _machine import machine_line  # benchmarks/_machine.py, beside this script
+
 
 def photos() -> dict[str, np.ndarray]:
     import skimage.data
@@ -157,6 +159,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    print(machine_line("fp32"))
     cv2.setNumThreads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
     embedding_table(args.chips, args.repeats)

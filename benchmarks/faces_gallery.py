@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import machine_line  # benchmarks/_machine.py, beside this script
+
 
 def unit_centres(n_ids: int, dim: int, seed: int) -> np.ndarray:
     c = np.random.default_rng(seed).standard_normal((n_ids, dim), dtype=np.float32)
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build-threads", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None, help="where the gallery files go (default: a temp dir)")
     args = ap.parse_args(argv)
+    print(machine_line(None), flush=True)
 
     import faiss
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from _machine import machine_line  # benchmarks/_machine.py, beside this script
+
 TASKS = ("detect", "faces", "style")
 
 
@@ -137,6 +139,7 @@ def main() -> None:
     args = ap.parse_args()
     if not 1 <= args.requests <= 1000 or not 0 < args.time_limit <= 600:
         sys.exit("benchmarks/serve.py: --requests must be 1-1000 and --time-limit 0-600 s")
+    print(machine_line("fp32") + " (this process; the server picks its own threads)", flush=True)
     photo, port = _photo(), _free_port()
     with tempfile.TemporaryDirectory(prefix="convsight-bench-serve-") as tmp:
         env = dict(os.environ, TMPDIR=tmp)

@@ -7,6 +7,12 @@ never copied; style Grams and content features are computed once under no_grad; 
 channels-last, optionally under bfloat16 autocast (``precision="bf16"``, or ``"auto"``: bf16 only
 on CPUs that run it natively; Grams and losses stay float32); L-BFGS runs as one call with exactly ``steps`` loss evaluations.
 
+What makes it reach a given loss in less time (all off by default; measured in benchmarks/style.py):
+``first_step`` (a well-scaled first L-BFGS step instead of torch's tiny one, which its line search
+spends evaluations growing), ``bounds="loss"`` (the loss sees the pixels clipped, as they will be
+written, so no evaluation is spent on values clipping takes away), ``levels`` + ``coarse_steps``
+(coarse-to-fine: evaluations at half size cost a quarter), ``target_loss`` (stop once it is reached).
+
 Beyond the paper: colour preservation (:mod:`.colour`), several style images blended by weights
 (their Gram matrices averaged), coarse-to-fine multi-scale with a memory-aware maximum size,
 frames every N evaluations, deterministic given the seed.
@@ -60,6 +66,11 @@ class GatysConfig:
     content_layer: str | None = None
     loss_normalization: str = "relative"  # "relative" | "paper" (see convsight.style.losses)
     precision: str = "fp32"  # "fp32" | "bf16" (autocast for the encoder forward) | "auto" (bf16 if native)
+    line_search: str = "strong_wolfe"  # L-BFGS: "strong_wolfe" | "none" (fixed step lr=1, one evaluation per step)
+    coarse_steps: int = 0  # evaluations at each coarser level when levels > 1 (0 = steps)
+    target_loss: float = 0.0  # stop at the first evaluation of the last level with loss <= this (0 = never)
+    bounds: str = "clip"  # "clip": pixels move freely, the result is clipped | "loss": the loss sees them clipped
+    first_step: float = 0.0  # L-BFGS: the first step's largest pixel change (0 = torch's: a step of L1 norm 1)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -69,7 +80,8 @@ class GatysConfig:
         if self.steps < 1:
             raise ConfigError(f"steps={self.steps}: must be >= 1")
         checks = (("optimizer", ("lbfgs", "adam")), ("init", ("content", "noise", "style")),
-                  ("colour", colour.MODES), ("precision", PRECISIONS))
+                  ("colour", colour.MODES), ("precision", PRECISIONS), ("line_search", ("strong_wolfe", "none")),
+                  ("bounds", ("clip", "loss")))
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -77,8 +89,10 @@ class GatysConfig:
             raise ConfigError(f"levels={self.levels}: expected 1..5")
         if self.size >> (self.levels - 1) < 16:
             raise ConfigError(f"levels={self.levels}: the coarsest level would be under 16 px at size {self.size}")
-        if self.lr <= 0 or self.tv_weight < 0 or self.frames_every < 0 or self.max_size < 0:
-            raise ConfigError("lr must be > 0; tv_weight, frames_every and max_size must be >= 0")
+        if self.lr <= 0 or min(self.tv_weight, self.frames_every, self.max_size, self.coarse_steps,
+                               self.target_loss, self.first_step) < 0:
+            raise ConfigError("lr must be > 0; tv_weight, frames_every, max_size, coarse_steps, target_loss and "
+                              "first_step must be >= 0")
         encoder_spec(self.encoder)  # an unknown encoder name is refused here, listing the choices
 
     def loss_config(self, encoder: str | None = None) -> StyleLossConfig:
@@ -95,7 +109,8 @@ class GatysConfig:
 
 @dataclass
 class GatysResult:
-    """image (3, H, W) in [0, 1]; history: loss terms per evaluation; frames: (evaluation, image)."""
+    """image (3, H, W) in [0, 1]; history: loss terms per evaluation; frames: (evaluation, image);
+    sizes and evals_per_level: (H, W) and the evaluations spent at each level, coarsest first."""
 
     image: Tensor
     history: list[dict[str, float]] = field(default_factory=list)
@@ -103,6 +118,7 @@ class GatysResult:
     time_s: float = 0.0
     encoder: str = ""
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    evals_per_level: list[int] = field(default_factory=list)
 
 
 def _available_memory() -> int:
@@ -204,12 +220,15 @@ class GatysStylizer(Stylizer):
                 x = self._init(c_in, styles[0], gen)
             else:  # coarse-to-fine: the previous level's result, upsampled
                 x = F.interpolate(x[None], size=c_in.shape[-2:], mode="bilinear", align_corners=False)[0]
-            x = self._optimise(x, c_in, styles, result, offset=len(result.history))
+            last = level == len(sizes) - 1
+            x = self._optimise(x, c_in, styles, result, offset=len(result.history),
+                               steps=cfg.steps if last else cfg.coarse_steps or cfg.steps, last=last)
             if cfg.colour == "luminance":
                 x_out = colour.combine_luminance(x, c)
             else:
                 x_out = x
             result.sizes.append(tuple(x.shape[-2:]))  # type: ignore[arg-type]
+            result.evals_per_level.append(len(result.history) - sum(result.evals_per_level))
         result.image = x_out.clamp(0, 1)
         result.time_s = time.perf_counter() - t0
         return result
@@ -222,22 +241,28 @@ class GatysStylizer(Stylizer):
         return torch.rand(content.shape, generator=gen)  # type: ignore[arg-type]
 
     def _optimise(self, x0: Tensor, content: Tensor, styles: list[Tensor], result: GatysResult,
-                  offset: int = 0) -> Tensor:
+                  offset: int = 0, steps: int | None = None, last: bool = True) -> Tensor:
+        """One level: ``steps`` loss evaluations (default ``config.steps``) from ``x0`` (3, H, W);
+        ``last``: the final level, where ``config.target_loss`` may stop it early."""
         cfg = self.config
+        steps = steps or cfg.steps
         bf16 = resolve_precision(cfg.precision, "cpu") == "bf16"  # once per process; warns if emulated
         enc = self.encoder.to(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss_fn = StyleContentLoss(enc, self.loss_config, content, styles, cfg.style_blend)
         x = x0.detach().clone()[None].contiguous().requires_grad_(True)  # L-BFGS views grads flat
-        total = cfg.steps * cfg.levels
+        total = cfg.steps + (cfg.levels - 1) * (cfg.coarse_steps or cfg.steps)
+        target = cfg.target_loss if last else 0.0  # a coarser level's loss is not the output's
         evals = 0
 
         def closure() -> Tensor:
             nonlocal evals
-            if torch.is_grad_enabled():
-                opt.zero_grad(set_to_none=True)
+            x.grad = None  # the optimiser's zero_grad(set_to_none=True), for its one parameter
+            # bounds="loss": the loss (and its gradient) sees the pixels as they will be written, so
+            # the optimiser never lowers it with values that clipping then takes away
+            seen = x.clamp(0, 1) if cfg.bounds == "loss" else x
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                terms = loss_fn(x.contiguous(memory_format=torch.channels_last))
+                terms = loss_fn(seen.contiguous(memory_format=torch.channels_last))
             loss = terms.total.sum()
             loss.backward()
             evals += 1
@@ -248,26 +273,14 @@ class GatysStylizer(Stylizer):
                 result.frames.append((step, x.detach()[0].clamp(0, 1).contiguous().clone()))
             if self.callback is not None:
                 self.callback(step, total, values)
+            if target and values["total"] <= target:
+                raise _TargetReached  # x holds the point just evaluated (L-BFGS restores it only after)
             return loss
 
-        if cfg.optimizer == "lbfgs":
-            # One call with a budget of `steps` evaluations (the last line search may finish a few
-            # past it); tolerances 0 so it never stops early on a plateau. The strong-Wolfe line
-            # search halves the loss in far fewer evaluations than fixed steps on these losses.
-            opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=1.0, max_iter=cfg.steps, max_eval=cfg.steps, tolerance_grad=0.0,
-                tolerance_change=0.0, history_size=50, line_search_fn="strong_wolfe")
-            opt.step(closure)
-            while evals < cfg.steps:  # L-BFGS stops early only on an exactly zero gradient
-                opt.step(closure)
-                if result.history[-1]["total"] == 0.0:
-                    break
-        else:
-            opt = torch.optim.Adam([x], lr=cfg.lr)
-            for _ in range(cfg.steps):
-                opt.step(closure)
-                with torch.no_grad():
-                    x.clamp_(0, 1)  # Adam's steps are small: keeping pixels valid costs nothing
+        try:
+            _minimise(x, closure, steps, cfg, lambda: evals, result)
+        except _TargetReached:
+            pass
         return x.detach()[0].contiguous().clamp(0, 1)
 
     def with_config(self, **changes: object) -> GatysStylizer:
@@ -282,6 +295,57 @@ class GatysStylizer(Stylizer):
         new.loss_config = new.config.loss_config(self.encoder.name)
         _check_taps(self.encoder, new.loss_config)
         return new
+
+
+class _TargetReached(Exception):
+    """Raised by the closure at the first evaluation with loss <= config.target_loss."""
+
+
+def _minimise(x: Tensor, closure: Callable[[], Tensor], steps: int, cfg: GatysConfig,
+              evals: Callable[[], int], result: GatysResult) -> None:
+    """Run ``cfg.optimizer`` on ``x`` for a budget of ``steps`` calls of ``closure``."""
+    if cfg.optimizer == "lbfgs":
+        # One call with a budget of `steps` evaluations (the last line search may finish a few past
+        # it); tolerances 0 so it never stops early on a plateau. With the strong-Wolfe line search
+        # the loss falls at every step, so the last image is the best; "none" is the tutorial's fixed
+        # step (lr 1), one evaluation per step: per evaluation it keeps pace at 256 px but can go up
+        # (the tutorial's final image is worse than its best), and on small losses it crawls (tests).
+        search = "strong_wolfe" if cfg.line_search == "strong_wolfe" else None
+        own = 1 if cfg.first_step > 0 and steps > 1 else 0  # evaluations _first_step spends itself
+        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=steps - own, max_eval=steps - own, tolerance_grad=0.0,
+                                tolerance_change=0.0, history_size=50, line_search_fn=search)
+        if own:
+            _first_step(opt, x, closure, cfg.first_step)
+        opt.step(closure)  # type: ignore[arg-type]
+        while evals() < steps:  # L-BFGS stops early only on an exactly zero gradient
+            opt.step(closure)  # type: ignore[arg-type]
+            if result.history[-1]["total"] == 0.0:
+                break
+        return
+    adam = torch.optim.Adam([x], lr=cfg.lr)
+    for _ in range(steps):
+        adam.step(closure)  # type: ignore[arg-type]
+        with torch.no_grad():
+            x.clamp_(0, 1)  # Adam's steps are small: keeping pixels valid costs nothing
+
+
+def _first_step(opt: torch.optim.LBFGS, x: Tensor, closure: Callable[[], Tensor], size: float) -> None:
+    """Take L-BFGS's first step ourselves: along -gradient, the largest pixel change ``size``.
+
+    torch's first step has L1 norm 1 (``t = 1 / |g|_1``): for 10^5 pixels, millionths of a grey level,
+    which the strong-Wolfe search then grows tenfold per evaluation (measured at 256 px: the first
+    iteration took 6 evaluations). A step of a few grey levels is in the right range; the step and
+    the gradient before it are handed to L-BFGS as its first iteration, so its next step is already
+    scaled by the curvature they measure and no evaluation is spent twice.
+    """
+    loss = closure()
+    g = x.grad.detach().reshape(-1).clone()  # the flat gradient L-BFGS gathers, for its one parameter
+    d = g.neg().mul_(size / float(g.abs().max().clamp_min(1e-30)))
+    with torch.no_grad():
+        x.add_(d.view_as(x))
+    # L-BFGS's own record of a finished first iteration: step() then starts at iteration 2, from x + d
+    opt.state[x].update(func_evals=1, n_iter=1, d=d, t=1.0, old_dirs=[], old_stps=[], ro=[], H_diag=1,
+                        prev_flat_grad=g, prev_loss=float(loss.detach()))
 
 
 def _check_taps(encoder: StyleEncoder, loss: StyleLossConfig) -> None:
