@@ -58,7 +58,9 @@ def test_build_detector() -> None:
 
     model = build_detector("fast_rcnn", num_classes=3, image_size=SIZE, max_proposals=50)
     assert isinstance(model, FastRCNNDetector) and model.arch == "fast_rcnn"
-    assert model.proposer.config.max_proposals == 50 and model.roi_head.stride == 16
+    assert model.config.max_proposals == 50 and model.roi_head.stride == 16
+    rcnn = build_detector("rcnn", num_classes=3, image_size=SIZE, max_proposals=500)
+    assert model.proposer.config == rcnn.proposer.config  # one cache key: R-CNN's boxes serve Fast R-CNN
 
 
 def test_real_selective_search_one_image(batch) -> None:

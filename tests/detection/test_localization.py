@@ -107,3 +107,23 @@ def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None
     # yet, so an eval-mode loss would measure BatchNorm, not the fit.
     first, final = history[0], sum(history[-3:]) / 3
     assert final < 0.1 * first, (first, final)
+
+
+@pytest.mark.parametrize("pool", ["flatten", "average", "split"])
+def test_each_pool_gives_logits_and_boxes_and_learns(batch: tuple[torch.Tensor, list[Target]], pool: str) -> None:
+    from convsight.detection.build import build_detector
+
+    images, targets = batch
+    model = build_detector("localization", num_classes=3, image_size=SIZE, pool=pool)
+    logits, boxes = model.predict(images)
+    assert logits.shape == (4, 4) and boxes.shape == (4, 4) and bool(((boxes >= 0) & (boxes <= 1)).all())
+    history = [h["loss"] for h in adam_steps(model, images, targets, steps=15, lr=2e-3)]
+    assert sum(history[-3:]) / 3 < history[0]
+
+
+def test_flatten_needs_whole_stride_32_cells() -> None:
+    with pytest.raises(ConfigError, match="32"):
+        LocalizationConfig(image_size=(80, 80), pool="flatten")
+    LocalizationConfig(image_size=(80, 80), pool="average")  # any size: averaged away
+    with pytest.raises(ConfigError, match="pool"):
+        LocalizationConfig(pool="max")

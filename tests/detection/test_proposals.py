@@ -115,3 +115,32 @@ def test_selective_search_order_repeats():
     image = torch.rand(3, 64, 64, generator=g)
     cfg = ProposalConfig(max_proposals=50)
     assert torch.equal(selective_search(image, cfg), selective_search(image, cfg))
+
+
+def test_cache_is_flip_equivariant_and_runs_once_per_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Training flips images at random: an image and its mirror must cost one selective-search run,
+    and each must get boxes that fit it (the mirror's boxes mirrored), whichever came first."""
+    calls = []
+    real = proposals_mod.selective_search
+
+    def counting(image: torch.Tensor, config: ProposalConfig) -> torch.Tensor:
+        calls.append(1)
+        return real(image, config)
+
+    monkeypatch.setattr(proposals_mod, "selective_search", counting)
+    image = torch.full((3, 96, 96), 0.5)
+    image[:, 24:68, 4:50] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]  # off centre: the mirror differs
+    mirror = image.flip(-1)
+    w = image.shape[-1]
+    boxes = ProposalCache(folder=tmp_path)(image)
+    flipped = ProposalCache(folder=tmp_path / "other")(mirror)  # mirror first, in another cache
+    assert len(calls) == 2  # one run each, both on the same (canonical) orientation...
+    expected = torch.stack([w - flipped[:, 2], flipped[:, 1], w - flipped[:, 0], flipped[:, 3]], 1)
+    torch.testing.assert_close(boxes, expected)  # ...so the boxes agree, mirrored
+    assert (boxes[:, 0] <= boxes[:, 2]).all() and (flipped[:, 0] <= flipped[:, 2]).all()
+    cache = ProposalCache()
+    cache(mirror), cache(image)
+    assert len(calls) == 3  # the second orientation cost no run
+    # the rectangle is found where it is in each orientation
+    assert box_iou(torch.tensor([[4.0, 24.0, 50.0, 68.0]]), cache(image)).max() > 0.9
+    assert box_iou(torch.tensor([[w - 50.0, 24.0, w - 4.0, 68.0]]), cache(mirror)).max() > 0.9

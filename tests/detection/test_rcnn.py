@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from convsight.detection.proposals import ProposalConfig
 from convsight.detection.rcnn import (
     RCNNConfig,
     RCNNDetector,
@@ -91,12 +92,14 @@ def test_bad_config() -> None:
         RCNNConfig(max_proposals=0)
 
 
-def test_build_detector() -> None:
+def test_build_detector(tmp_path) -> None:
     from convsight.detection.build import build_detector
 
-    model = build_detector("rcnn", num_classes=3, image_size=SIZE, max_proposals=300)
+    model = build_detector("rcnn", num_classes=3, image_size=SIZE, max_proposals=300, proposal_cache=str(tmp_path))
     assert isinstance(model, RCNNDetector) and model.arch == "rcnn"
-    assert model.proposer.config.max_proposals == 300
+    # The cache holds selective search's full list (its own cap), so R-CNN and Fast R-CNN share one
+    # folder whatever their max_proposals; each model takes its first max_proposals.
+    assert model.proposer.config == ProposalConfig() and model.proposer.folder == tmp_path
 
 
 def test_training_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None:

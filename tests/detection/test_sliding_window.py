@@ -53,6 +53,13 @@ def test_conv_windows_geometry() -> None:
 @pytest.mark.parametrize("image_hw", [(64, 64), (75, 98)])
 def test_naive_and_conv_score_the_same_windows(image_hw: tuple[int, int]) -> None:
     model = _model(image_size=image_hw, window_shapes=((1, 1), (2, 2), (1, 2), (2, 1), (3, 2))).eval()
+    g = torch.Generator().manual_seed(1)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # as if trained
+        n = bn.num_features
+        bn.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+        bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+        bn.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+        bn.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
     image = torch.rand(3, *image_hw)
     with torch.no_grad():
         wn, zn = naive_scores(model, image, logits=True)

@@ -34,13 +34,15 @@ from convsight.structures import DetectorOutput, Target
 @dataclass(frozen=True, kw_only=True)
 class FastRCNNConfig(DetectorConfig):
     """feature_level: the backbone level the RoIs are pooled from (a stride or a level name);
-    max_proposals: proposals kept per image (selective search's first ones); roi_head: sampling,
-    pooling and FC sizes (:class:`RoIHeadConfig`)."""
+    max_proposals: proposals kept per image (selective search's first ones; the paper tests with
+    2000); proposal_cache: a folder keeping them between runs (shared with R-CNN; None: memory only);
+    roi_head: sampling, pooling and FC sizes (:class:`RoIHeadConfig`)."""
 
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.05, iou_threshold=0.3, topk=100))
     feature_level: int | str = 16
-    max_proposals: int = 300
+    max_proposals: int = 2000
+    proposal_cache: str | None = None
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
 
     def validate(self) -> None:
@@ -59,7 +61,7 @@ class FastRCNNDetector(Detector):
     def __init__(self, num_classes: int, config: FastRCNNConfig, proposer: Proposer | None = None) -> None:
         super().__init__(num_classes, config)
         # A ProposalCache is cheap to build; selective search only runs when an image first needs it.
-        self.proposer: Proposer = proposer or ProposalCache(ProposalConfig(max_proposals=config.max_proposals))
+        self.proposer: Proposer = proposer or ProposalCache(ProposalConfig(), folder=config.proposal_cache)
         info = self.backbone.feature_info[0]
         self.roi_head = RoIHead(info.channels, info.stride, num_classes, config.roi_head)
 

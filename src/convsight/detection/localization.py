@@ -1,11 +1,19 @@
 """Single-object localization: classify the image and regress one box (the lecture's first detector).
 
-A backbone, global average pooling and two fully connected heads:
+A backbone, its last feature map made into one vector, and two fully connected heads:
 
 - class logits ``(B, C + 1)``: the ``C`` object classes plus one extra column, index ``C``, for
   "no object" (the lecture's ``p_c = 0``);
 - a box ``(B, 4)``: ``(cx, cy, w, h)`` as fractions of the image side, squashed into ``[0, 1]`` by a
   sigmoid so an untrained head cannot predict a box outside the image.
+
+The vector keeps where things are (``pool="flatten"``, the default): the last map (stride 32), its
+channels reduced by a 1x1 conv, flattened into a fully connected layer, as AlexNet's fc6 read conv5's
+6x6 map in the lecture's localization network (and OverFeat's regressor its 5x5 one). Global average
+pooling (``pool="average"``) throws the positions away: its box head can only guess them from the
+zero-padding at the image border, and in short runs on single-object scenes its boxes stayed near
+the image centre. ``pool="split"`` gives the class head the averaged map (position-free, as a
+classifier wants) and the box head the flattened one.
 
 Loss ``J = J_cls + alpha * J_box``: cross-entropy over the ``C + 1`` classes, plus the squared error of
 the four normalised box numbers, counted only for images that hold an object (there is no box to
@@ -39,6 +47,7 @@ from convsight.ops.boxes import (
 from convsight.structures import Detections, DetectorOutput, Target
 
 TARGET_RULES = ("largest", "first")
+POOLS = ("flatten", "average", "split")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,20 +55,27 @@ class LocalizationConfig(DetectorConfig):
     """box_weight: ``alpha`` in ``J = J_cls + alpha * J_box`` (the box term is a squared error of
     numbers in ``[0, 1]``, much smaller than a cross-entropy, hence > 1); target_object: which gt box an
     image with several objects teaches (``"largest"`` or ``"first"``); hidden: width of the shared FC
-    layer after pooling (0: heads sit directly on the pooled features)."""
+    layer (0: heads sit directly on the pooled features); pool: ``"flatten"`` (the last map, its
+    channels reduced to ``reduce`` by a 1x1 conv, flattened: positions kept), ``"average"``
+    (global average pooling: positions lost, see the module doc) or ``"split"`` (classes from the
+    average, the box from the flattened map)."""
 
     image_size: tuple[int, int] = (128, 128)
     postprocess: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(score_threshold=0.3, topk=1))
     box_weight: float = 5.0
     target_object: str = "largest"
     hidden: int = 256
+    pool: str = "flatten"
+    reduce: int = 32
 
     def validate(self) -> None:
         if self.box_weight < 0:
             raise self.error(f"box_weight (alpha) must be >= 0, got {self.box_weight}")
-        self.check_choices(target_object=TARGET_RULES)
-        if self.hidden < 0:
-            raise self.error(f"hidden must be >= 0, got {self.hidden}")
+        self.check_choices(target_object=TARGET_RULES, pool=POOLS)
+        if self.hidden < 0 or self.reduce < 1:
+            raise self.error(f"need hidden >= 0 and reduce >= 1, got {self.hidden}, {self.reduce}")
+        if self.pool != "average":
+            self.check_divisible(32, "the flattened map is the backbone's stride-32 one")
 
 
 # ---- pure maths ---------------------------------------------------------------------------------
@@ -156,27 +172,44 @@ def localization_metrics(
 # ---- the module ---------------------------------------------------------------------------------
 
 
+def _fc(c_in: int, hidden: int) -> list[nn.Module]:
+    return [nn.Linear(c_in, hidden), nn.ReLU(inplace=True)] if hidden else []
+
+
+class _AveragePool(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3))  # (B, C, h, w) -> (B, C)
+
+
 @register_detector("localization", LocalizationConfig)
 class LocalizationDetector(Detector):
-    """Backbone -> global average pool -> (FC) -> class head ``(C + 1)`` and box head ``(4)``."""
+    """Backbone -> the last map flattened (or averaged) -> (FC) -> class head ``(C + 1)`` and box
+    head ``(4)``."""
 
     config: LocalizationConfig
 
     def __init__(self, num_classes: int, config: LocalizationConfig) -> None:
-        super().__init__(num_classes, config)  # the backbone's default levels; only the deepest is pooled
+        super().__init__(num_classes, config)  # the backbone's default levels; only the deepest is used
         c = self.backbone.out_channels
-        self.neck: nn.Module = nn.Identity()
-        if config.hidden:
-            self.neck = nn.Sequential(nn.Linear(c, config.hidden), nn.ReLU(inplace=True))
+        self.pool: nn.Module = _AveragePool()
+        self.cls_pool: nn.Module | None = None  # "split": the class head reads the averaged map
+        if config.pool != "average":
+            h, w = config.image_size[0] // 32, config.image_size[1] // 32
+            self.pool = nn.Sequential(nn.Conv2d(c, config.reduce, 1), nn.ReLU(inplace=True), nn.Flatten())
+            if config.pool == "split":
+                self.cls_pool = nn.Sequential(_AveragePool(), *_fc(c, config.hidden))
+            c = config.reduce * h * w
+        self.neck = nn.Sequential(*_fc(c, config.hidden))
         width = config.hidden or c
-        self.cls_head = nn.Linear(width, num_classes + 1)
+        self.cls_head = nn.Linear(config.hidden or self.backbone.out_channels if self.cls_pool else width, num_classes + 1)
         self.box_head = nn.Linear(width, 4)
 
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """``(B, 3, H, W)`` -> logits ``(B, C+1)`` and normalised boxes ``(B, 4)`` cxcywh in [0, 1]."""
         feat = self.backbone(images)[-1]  # (B, C_feat, H/32, W/32)
-        x = self.neck(feat.mean(dim=(2, 3)))  # (B, C_feat) -> (B, hidden)
-        return self.cls_head(x), self.box_head(x).sigmoid()
+        x = self.neck(self.pool(feat))  # (B, reduce * H/32 * W/32) or (B, C_feat) -> (B, hidden)
+        x_cls = x if self.cls_pool is None else self.cls_pool(feat)  # (B, hidden)
+        return self.cls_head(x_cls), self.box_head(x).sigmoid()
 
     def forward(self, images: Tensor, targets: list[Target] | None = None,
                 postprocess: PostprocessConfig | None = None) -> DetectorOutput:

@@ -2,7 +2,11 @@
 
 Selective search is slow (a few hundred ms per 256-px image on one core) and does not learn, so
 training caches its boxes per image: :class:`ProposalCache` computes them once per image content
-and keeps them in memory (and optionally on disk as one ``.pt`` file per image hash).
+and keeps them in memory (and optionally on disk as one ``.pt`` file per image hash, which R-CNN and
+Fast R-CNN share: ``--set proposal_cache=DIR``). The cache is flip-equivariant: an image and its
+horizontal mirror share one selective-search run (on whichever of the two has the smaller hash; the
+other gets the mirrored boxes), so training with random flips costs one run per image, not two, and
+the boxes an image gets do not depend on which orientation the training happened to see first.
 """
 
 from __future__ import annotations
@@ -96,9 +100,10 @@ def _dedup(boxes: Tensor, iou: float, cap: int) -> Tensor:
 
 
 class ProposalCache:
-    """Selective-search boxes per image, computed once per image content (hash of the pixels).
+    """Selective-search boxes per image, computed once per image content (hash of the pixels) and
+    shared with the image's horizontal mirror (see the module doc).
 
-    folder: where to keep them between runs (``None``: memory only).
+    folder: where to keep them between runs and processes (``None``: memory only).
     """
 
     def __init__(self, config: ProposalConfig = ProposalConfig(), folder: str | os.PathLike[str] | None = None) -> None:
@@ -114,6 +119,20 @@ class ProposalCache:
     def __call__(self, image: Tensor) -> Tensor:
         """``(3, H, W)`` -> ``(N, 4)`` proposals (cached)."""
         key = self._key(image)
+        if key in self._memory:
+            return self._memory[key]
+        mirror = image.flip(-1)
+        mirror_key = self._key(mirror)
+        if key <= mirror_key:  # this orientation is the canonical one: its own run
+            boxes = self._load_or_compute(key, image)
+        else:  # x -> W - x, and the two x's swap so that x1 <= x2 still holds
+            flipped = self._load_or_compute(mirror_key, mirror)
+            boxes = torch.stack([image.shape[-1] - flipped[:, 2], flipped[:, 1],
+                                 image.shape[-1] - flipped[:, 0], flipped[:, 3]], 1)
+        self._memory[key] = boxes
+        return boxes
+
+    def _load_or_compute(self, key: str, image: Tensor) -> Tensor:
         if key in self._memory:
             return self._memory[key]
         path = self.folder / f"{key}.pt" if self.folder is not None else None

@@ -45,7 +45,9 @@ from convsight.structures import Detections, DetectorOutput, Target
 
 @dataclass(frozen=True, kw_only=True)
 class RCNNConfig(DetectorConfig):
-    """max_proposals: selective-search cap per image; warp_size: side of the warped proposal;
+    """max_proposals: selective-search boxes used per image (its first ones; the paper's ~2000);
+    proposal_cache: a folder keeping them between runs (shared with Fast R-CNN; None: memory only);
+    warp_size: side of the warped proposal;
     context_pad: grow each proposal by this factor before warping (1.0: none); fg_iou / bg_iou,
     rois_per_image, positive_fraction: training sample (see the module doc); box_weights: box coder
     weights; hidden: FC width; batch_size: warped proposals per ConvNet call at inference."""
@@ -53,7 +55,8 @@ class RCNNConfig(DetectorConfig):
     image_size: tuple[int, int] = (128, 128)
     postprocess: PostprocessConfig = field(
         default_factory=lambda: PostprocessConfig(score_threshold=0.3, iou_threshold=0.3, topk=100))
-    max_proposals: int = 500
+    max_proposals: int = 2000
+    proposal_cache: str | None = None
     warp_size: int = 64
     context_pad: float = 1.0
     fg_iou: float = 0.5
@@ -169,7 +172,7 @@ class RCNNDetector(Detector):
     def __init__(self, num_classes: int, config: RCNNConfig, proposer: Proposer | None = None) -> None:
         super().__init__(num_classes, config)  # the backbone runs on the warped regions, not the image
         # A ProposalCache is cheap to build; selective search only runs when an image first needs it.
-        self.proposer: Proposer = proposer or ProposalCache(ProposalConfig(max_proposals=config.max_proposals))
+        self.proposer: Proposer = proposer or ProposalCache(ProposalConfig(), folder=config.proposal_cache)
         self.head = RCNNHead(self.backbone.out_channels, num_classes, config)
         self.coder = BoxCoder(config.box_weights)
 

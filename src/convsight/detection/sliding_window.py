@@ -95,19 +95,28 @@ class PatchNet(nn.Module):
     """``(B, 3, S, S)`` in [0, 1] -> logits ``(B, C+1, 1, 1)``; on a larger image ``(B, 3, H, W)`` ->
     a dense map ``(B, C+1, (H-S)//4 + 1, (W-S)//4 + 1)``: one score vector per window at stride 4.
 
-    conv5 (valid) -> ReLU -> pool2 -> conv3 (valid) -> ReLU -> pool2 -> "fc1" = conv with kernel the
-    feature map's size at input S -> ReLU -> "fc2" = conv 1x1. No BatchNorm: its train-mode batch
-    statistics would make a crop's score depend on the other crops in the batch."""
+    conv5 (valid) -> BN -> ReLU -> pool2 -> conv3 (valid) -> BN -> ReLU -> pool2 -> "fc1" = conv with
+    kernel the feature map's size at input S -> BN -> ReLU -> "fc2" = conv 1x1.
+
+    BatchNorm: in eval mode it is a fixed per-channel affine map, applied at every position alike, so
+    it slides with the convolution before it and the naive and convolutional forms still agree
+    (``optimize_for_inference`` folds it into that convolution). In training it normalises over the
+    batch of crops, which is what lets this from-scratch classifier learn at all in a few epochs:
+    without it, trained on 1500 scenes, it was still near the class prior's loss after an epoch
+    (0.94 against 0.96) and reached a val mAP@0.5 of 0.04 after four."""
 
     def __init__(self, num_outputs: int, input_size: int = 32, width: int = 32, hidden: int = 128) -> None:
         super().__init__()
         fc_kernel = ((input_size - 4) // 2 - 2) // 2  # feature side at input S: S-4, /2, -2, /2
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, w, (S-4)/2, ...)
-            nn.Conv2d(width, 2 * width, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, 2w, fc_kernel, ...)
+            nn.Conv2d(3, width, 5, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # (B, w, (S-4)/2, ...)
+            nn.Conv2d(width, 2 * width, 3, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # (B, 2w, fc_kernel, ...)
         )
         self.classifier = nn.Sequential(
-            nn.Conv2d(2 * width, hidden, fc_kernel), nn.ReLU(inplace=True),  # FC as conv -> (B, hidden, 1, 1)
+            nn.Conv2d(2 * width, hidden, fc_kernel, bias=False), nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),  # FC as conv -> (B, hidden, 1, 1)
             nn.Conv2d(hidden, num_outputs, 1),  # FC as 1x1 conv -> (B, C+1, 1, 1)
         )
         # Fixed (ImageNet) statistics: a per-channel affine map commutes with area resizing.
