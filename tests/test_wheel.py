@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_readme import README, examples, extras_needed
+from tests.test_readme import DATA_HINT, README, data_needed, examples, extras_needed
 
 pytestmark = pytest.mark.wheel
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,9 +213,10 @@ def test_done_when_through_the_python_api(venv: dict[str, object], tmp_path: Pat
 # an extra (all are absent here) it must stop with MissingExtraError naming that extra's pip command.
 README_BLOCK = r"""
 import json, os, sys, tempfile, warnings
-code, expect = open(sys.argv[1]).read(), json.loads(sys.argv[2])
+code, expect, data = open(sys.argv[1]).read(), json.loads(sys.argv[2]), json.loads(sys.argv[4])
 tempfile.tempdir = sys.argv[3]
 from convsight.extras import MissingExtraError, install_hint
+from convsight.weights import WeightsUnavailable
 try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -223,8 +224,11 @@ try:
 except MissingExtraError as e:
     assert expect and any(install_hint(x) in str(e) for x in expect), str(e)
     print("stopped as expected:", e)
+except WeightsUnavailable as e:  # data no pip dependency carries (DATA_CALLS): one line naming the command
+    assert data and sys.argv[5] in str(e), str(e)
+    print("stopped as expected:", e)
 else:
-    assert not expect, f"ran without the {expect} extra it needs"
+    assert not expect and not data, f"ran without the {expect + data} it needs"
     print("ran")
 """
 
@@ -238,10 +242,12 @@ def test_readme_python_examples_in_the_fresh_venv(venv: dict[str, object], tmp_p
         cwd.mkdir(parents=True)
         temp.mkdir()
         (block_dir / "example.py").write_text(code)
-        expect = extras_needed(code)
+        expect, data = extras_needed(code), data_needed(code)  # the venv has no extras and no fdet weights
         env = {**venv["env"], "CONVSIGHT_DATA": str(block_dir / "data")}  # type: ignore[dict-item]
-        proc = run([venv["python"], "-c", README_BLOCK, block_dir / "example.py", json.dumps(expect), temp],
-                   env=env, timeout=900, cwd=cwd)
-        print(f"README example {i} (extras {expect or 'none'}): {proc.stdout.strip().splitlines()[-1]}")
+        proc = run([venv["python"], "-c", README_BLOCK, block_dir / "example.py", json.dumps(expect), temp,
+                    json.dumps(data), DATA_HINT], env=env, timeout=900, cwd=cwd)
+        print(f"README example {i} (extras {expect or 'none'}, data {data or 'none'}): "
+              f"{proc.stdout.strip().splitlines()[-1]}")
         assert os.listdir(cwd) == []
-        assert [p for p in temp.rglob("*") if p.is_file()], "each example saves its result under its temp folder"
+        if not data:  # an example stopped at its first line for want of data has nothing to save
+            assert [p for p in temp.rglob("*") if p.is_file()], "each example saves its result under its temp folder"

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
-from PIL import Image
 
 from convsight.web.app import ServeConfig, create_app
+from tests.web.test_app import _png
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -154,20 +154,26 @@ class Detector:
         ``.ms_per_image``.
 
         data: a dataset folder (COCO, VOC or YOLO) or COCO ``.json``, or an
-        :class:`~convsight.io.annotations.AnnotationSet`, with this detector's classes (a
-        :class:`~convsight.errors.DatasetError` otherwise); conf: lowest score kept (default 0.01:
+        :class:`~convsight.io.annotations.AnnotationSet`, with this detector's classes or some of
+        them, matched by name (e.g. a person-and-car COCO subset for a ``tv:`` detector: detections of
+        other classes are dropped; a class the detector lacks is a
+        :class:`~convsight.errors.DatasetError`); conf: lowest score kept (default 0.01:
         mAP integrates over every score, not :attr:`conf`); iou: NMS overlap instead of the model's.
         """
         from convsight.detection import engine
         from convsight.io.formats import read_dataset
 
         ds = data if isinstance(data, AnnotationSet) else read_dataset(data)
-        if tuple(ds.class_names) != self.class_names:
-            where = "the dataset's" if isinstance(data, AnnotationSet) else f"{data}:"
-            raise DatasetError(f"{where} classes {list(ds.class_names)} differ from the detector's {list(self.class_names)}")
+        class_map = None
+        if tuple(ds.class_names) != self.class_names:  # a dataset of some of the detector's classes (COCO's person, car...)
+            unknown = [n for n in ds.class_names if n not in self.class_names]
+            if unknown:
+                where = "the dataset's" if isinstance(data, AnnotationSet) else f"{data}:"
+                raise DatasetError(f"{where} classes {unknown} are not among the detector's {list(self.class_names)}")
+            class_map = [self.class_names.index(n) for n in ds.class_names]
         return engine.evaluate(self.model, ds, batch_size, on_batch=on_batch, iou_threshold=iou,
                                score_threshold=engine.EVAL_SCORE_THRESHOLD if conf is None else float(conf),
-                               use_difficult=use_difficult)
+                               use_difficult=use_difficult, class_map=class_map)
 
 
 def _result(det: Detections, class_names: tuple[str, ...], image: np.ndarray, source: str | None) -> DetectionResult:

@@ -149,12 +149,16 @@ def model_ms_per_image(batch_ms: Sequence[float]) -> float:
 @torch.no_grad()
 def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
              on_batch: Callable[[int], None] | None = None, score_threshold: float | None = EVAL_SCORE_THRESHOLD,
-             iou_threshold: float | None = None, loss: bool = True, use_difficult: bool = False) -> Evaluation:
+             iou_threshold: float | None = None, loss: bool = True, use_difficult: bool = False,
+             class_map: Sequence[int] | None = None) -> Evaluation:
     """Score ``model`` on ``annotations`` (COCO and VOC metrics, in the images' own coordinates).
 
     score_threshold, iou_threshold: for this evaluation instead of the model's own (None keeps it);
     loss: also the mean loss (one more forward pass with the targets, not timed); use_difficult:
-    count VOC ``difficult`` objects in VOC AP (the devkit ignores them). ``ms_per_image``
+    count VOC ``difficult`` objects in VOC AP (the devkit ignores them); class_map: for a dataset
+    whose classes are some of the model's, the model's label of each dataset class (detections of
+    the model's other classes are dropped, the returned ones carry dataset labels; the targets go
+    to the loss in the model's labels). ``ms_per_image``
     times the forward pass that makes the detections, as ``predict`` runs it: no loading, decoding,
     resizing, loss or metrics (:func:`model_ms_per_image`).
     """
@@ -163,6 +167,11 @@ def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
     device = model_device(model)
     dets: list[Detections] = [Detections.empty()] * len(annotations)
     loss_sum, batch_ms = 0.0, []
+    to_model = to_data = None
+    if class_map is not None:
+        to_model = torch.as_tensor(list(class_map), dtype=torch.long)
+        to_data = torch.full((model.num_classes,), -1, dtype=torch.long)
+        to_data[to_model] = torch.arange(len(to_model))
     sizes = [input_size(model, (a.height, a.width)) for a in annotations.images]
     for size, idx in _groups(sizes).items():  # one size for all, unless the model has input_sides
         part = dataclasses.replace(annotations, images=tuple(annotations.images[i] for i in idx))
@@ -175,10 +184,15 @@ def evaluate(model: Detector, annotations: AnnotationSet, batch_size: int = 8,
             _sync(device)
             batch_ms.append(1000 * (time.perf_counter() - t0) / len(images))
             if loss:
-                loss_sum += float(model(images, move_to(targets, device)).loss) * len(images)
+                given = targets if to_model is None else [dataclasses.replace(t, labels=to_model[t.labels]) for t in targets]
+                loss_sum += float(model(images, move_to(given, device)).loss) * len(images)
             for t, det in zip(targets, out.detections, strict=True):
                 ann = part[t.image_id]
-                dets[idx[t.image_id]] = _scale(det.to("cpu"), size, (ann.height, ann.width))
+                det = _scale(det.to("cpu"), size, (ann.height, ann.width))
+                if to_data is not None:  # keep the dataset's classes, in its labels
+                    det = det[to_data[det.labels] >= 0]
+                    det = Detections(det.boxes, det.scores, to_data[det.labels])
+                dets[idx[t.image_id]] = det
             if on_batch is not None:
                 on_batch(len(images))
     metrics = evaluate_detections(dets, annotations.images, len(annotations.class_names), annotations.class_names,
