@@ -29,3 +29,27 @@ def test_style_sweep_writes_a_grid_and_rejects_bad_alphas(cli, tmp_path) -> None
     assert '"alpha": 0.5' in r.stdout and load_image(out).shape[1] == 4 * 38 + 6
     r = cli("style", "sweep", "chelsea", "hubble", "-o", out, "--alphas", "0.1,7")
     assert r.code == 2 and "--alphas" in r.stderr
+
+
+def test_style_run_fast_runs_the_benchmarks_fast_options(cli, tmp_path, monkeypatch) -> None:
+    """--fast = GatysConfig options FAST_OPTIONS (benchmarks/style.py's 'ours, fast' row): 15 evaluations at
+    half size, then --steps at full size."""
+    import json
+
+    from convsight.style import gatys
+
+    seen = []
+    original = gatys.GatysConfig.__init__
+
+    def spy(self, *a, **k):  # type: ignore[no-untyped-def]
+        original(self, *a, **k)
+        seen.append(self)
+
+    monkeypatch.setattr(gatys.GatysConfig, "__init__", spy)
+    out = tmp_path / "fast.png"
+    r = cli("style", "run", "chelsea", "swirl", "-o", out, "--size", "64", "--steps", "4", "--encoder", "vgg19",
+            "--weights", "random", "--fast", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["evaluations"] == 15 + 4
+    cfg = seen[-1]
+    assert (cfg.bounds, cfg.first_step, cfg.levels, cfg.coarse_steps) == ("loss", 0.05, 2, 15)

@@ -93,7 +93,10 @@ def run_cmd(
     frames_every: int = typer.Option(0, "--frames-every", help="Save a frame every N evaluations."),
     frames_dir: Path | None = typer.Option(None, "--frames", help="Folder for frames (default: OUT_frames)."),
     encoder: str = ENCODER, weights: str = WEIGHTS, pooling: str = POOLING, input_norm: str = INPUT_NORM,
-    precision: str = PRECISION, progress: bool = PROGRESS, as_json: bool = JsonOption,
+    precision: str = PRECISION, progress: bool = PROGRESS,
+    fast: bool = typer.Option(False, "--fast", help="Reach a low loss in fewer evaluations: the loss sees clipped pixels, "
+                              "a well-scaled first L-BFGS step, 15 evaluations at half size first (README: style benchmark)."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Stylise CONTENT with STYLE (Gatys et al.) and write OUT (``convsight.stylize`` from Python)."""
     from convsight.api.style import stylize
@@ -109,6 +112,10 @@ def run_cmd(
     options = dict(optimizer=optimizer, init=init, tv_weight=tv, colour=colour, style_blend=weights_blend,
                    levels=levels, max_size=max_size, frames_every=frames_every, weights=weights, pooling=pooling,
                    input_norm=input_norm, precision=precision)
+    if fast:
+        from convsight.style.gatys import FAST_OPTIONS
+
+        options.update(FAST_OPTIONS, levels=max(levels, int(FAST_OPTIONS["levels"])))  # type: ignore[call-overload]
     _config(alpha=alpha, size=size, steps=steps, seed=seed, encoder=encoder, **options)  # bad options fail before loading
     if encoder:
         options["encoder"] = encoder

@@ -40,6 +40,10 @@ from convsight.style.losses import StyleContentLoss, StyleLossConfig
 
 StepCallback = Callable[[int, int, dict[str, float]], None]  # (evaluation, total, loss terms)
 
+# The options that reach a loss soonest (benchmarks/style.py, "ours, fast"; `style run --fast`): the loss
+# sees the clipped pixels, a first L-BFGS step of 0.05 per pixel, and 15 evaluations at half size first.
+FAST_OPTIONS: dict[str, object] = {"bounds": "loss", "first_step": 0.05, "levels": 2, "coarse_steps": 15}
+
 
 @dataclass(frozen=True)
 class GatysConfig:
