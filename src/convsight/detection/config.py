@@ -66,12 +66,13 @@ def replace_config(config: Any, **overrides: Any) -> Any:
     return dataclasses.replace(config, **overrides)
 
 
-def config_with(arch: str, overrides: Mapping[str, Any]) -> DetectorConfig:
-    """``arch``'s default config with ``overrides`` given as plain JSON values (lists become tuples,
-    dicts nested configs), as they come from a command line or a file."""
+def config_with(arch: str, overrides: Mapping[str, Any], base: DetectorConfig | None = None) -> DetectorConfig:
+    """``arch``'s default config (or ``base``, a config of ``arch``: a trained file's) with ``overrides``
+    given as plain JSON values (lists become tuples, dicts nested configs), as they come from a
+    command line or a file."""
     cls = config_class(arch)
     check_options(cls, overrides)
-    base = config_to_dict(cls())
+    base = config_to_dict(cls() if base is None else base)
     for key, value in overrides.items():
         if isinstance(base[key], dict) and isinstance(value, dict):
             value = {**base[key], **value}  # e.g. postprocess={"iou_threshold": 0.6} keeps the rest

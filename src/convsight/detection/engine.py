@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from convsight.detection.base import Detector
 from convsight.detection.build import build_detector
-from convsight.detection.config import config_from_dict, config_to_dict, config_with
+from convsight.detection.config import config_with
 from convsight.detection.input_sides import input_size_for, sides_of
 from convsight.detection.metrics import DetectionMetrics, evaluate_detections
 from convsight.detection.serialize import load_detector, save_detector
@@ -224,13 +224,8 @@ def start_model(arch: str, class_names: Sequence[str], overrides: dict[str, Any]
     start, names = load_detector(init, arch=arch)
     if tuple(names) != tuple(class_names):
         raise DatasetError(f"{init}: classes {list(names)} differ from the training set's {list(class_names)}")
-    base = config_to_dict(start.config)
-    for key, value in (overrides or {}).items():  # as config_with merges them, onto the file's config
-        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) and isinstance(value, dict) else value
-    try:  # unknown keys -> ConfigError naming the valid ones; wrong values -> one line too
-        cfg = config_from_dict(type(start.config), {**base, "backbone_weights": None})
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{arch}: bad option value ({e})") from None
+    # the file's config with the overrides on top; its weights come from the file, not a backbone file
+    cfg = config_with(arch, {**(overrides or {}), "backbone_weights": None}, base=start.config)
     model = build_detector(arch, len(class_names), cfg)
     load_state_dict_checked(model, start.state_dict(), str(init))
     return model

@@ -52,12 +52,13 @@ from convsight.detection.imagenet_ops import (
     class_activation_maps,
     fit_cells,
     greedy_merge,
-    resize_to,
     short_side_size,
     upsample_maps,
     window_boxes,
     window_logits,
 )
+from convsight.detection.input_sides import check_input_sides
+from convsight.io.images import resize_image
 from convsight.ops.boxes import clip_boxes
 from convsight.structures import Detections, DetectorOutput, Target
 
@@ -86,10 +87,7 @@ class ImagenetConfig(DetectorConfig):
     group: bool = False
 
     def __post_init__(self) -> None:
-        sides = self.input_sides
-        if sides is not None and (len(sides) != 2 or any(int(v) != v or v % 32 for v in sides)
-                                  or not MIN_SIDE <= sides[0] <= sides[1]):
-            raise self.error(f"input_sides must be (lo, hi), multiples of 32 with 32 <= lo <= hi, got {tuple(sides)}")
+        check_input_sides(self.arch, self.input_sides)  # here, not in validate: both subclasses override that
         super().__post_init__()
 
 
@@ -232,7 +230,7 @@ class ImagenetLocalize(ImagenetDetector):
     def detect(self, image: Tensor, postprocess: PostprocessConfig) -> Detections:
         """``(3, H, W)`` -> up to ``top_classes`` detections, one box per class, in its pixels."""
         cfg, hw = self.config, tuple(image.shape[-2:])
-        feats = self.features(resize_to(image[None], short_side_size(hw, cfg.classify_side)))[0]  # (C, h, w)
+        feats = self.features(resize_image(image, short_side_size(hw, cfg.classify_side))[None])[0]  # (C, h, w)
         probs = self.classifier(feats.mean(dim=(1, 2))).softmax(-1)  # (K,)
         out = probs if self.groups is None else self.groups @ probs  # (num_classes,)
         scores, labels = out.topk(min(cfg.top_classes, out.numel()))  # (k,)
@@ -242,7 +240,7 @@ class ImagenetLocalize(ImagenetDetector):
         map_hw = short_side_size(hw, round(cfg.classify_side * max(cfg.cam_scales)))
         maps = torch.zeros((len(labels), *map_hw), device=image.device)
         for s in cfg.cam_scales:  # the same classifier's maps at several resolutions, averaged
-            f = feats if s == 1.0 else self.features(resize_to(image[None], short_side_size(hw, round(cfg.classify_side * s))))[0]
+            f = feats if s == 1.0 else self.features(resize_image(image, short_side_size(hw, round(cfg.classify_side * s)))[None])[0]
             maps += upsample_maps(class_activation_maps(f, rows), map_hw) / len(cfg.cam_scales)  # (k, h', w')
         scale = torch.tensor([hw[1] / map_hw[1], hw[0] / map_hw[0]] * 2, device=image.device)
         boxes = torch.stack([cam_box(m, cfg.cam_threshold) for m in maps]).to(image.device) * scale if len(maps) else image.new_zeros(0, 4)
@@ -261,7 +259,7 @@ class ImagenetSliding(ImagenetDetector):
         boxes, probs = [], []
         for side in self.config.pyramid:
             size = short_side_size(hw, side)
-            feats = self.features(resize_to(image[None], size))[0]  # (C, h, w)
+            feats = self.features(resize_image(image, size)[None])[0]  # (C, h, w)
             cells = fit_cells((k, k), tuple(feats.shape[-2:]))
             logits = window_logits(feats, self.classifier.weight, self.classifier.bias, cells)  # (K, ny, nx)
             probs.append(self.class_probs(logits.flatten(1).t()))  # (ny*nx, num_classes)

@@ -30,13 +30,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(B, 3, H, W)`` -> ``(B, 3, h, w)``: bilinear, antialiased when shrinking (same size: as is)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-
-
 def short_side_size(hw: Sequence[int], side: int) -> tuple[int, int]:
     """``(H, W)`` scaled so the short side is ``side``, aspect kept (sides rounded to whole pixels).
 

@@ -245,11 +245,10 @@ class GatysStylizer(Stylizer):
         return torch.rand(content.shape, generator=gen)  # type: ignore[arg-type]
 
     def _optimise(self, x0: Tensor, content: Tensor, styles: list[Tensor], result: GatysResult,
-                  offset: int = 0, steps: int | None = None, last: bool = True) -> Tensor:
-        """One level: ``steps`` loss evaluations (default ``config.steps``) from ``x0`` (3, H, W);
-        ``last``: the final level, where ``config.target_loss`` may stop it early."""
+                  offset: int, steps: int, last: bool) -> Tensor:
+        """One level: ``steps`` loss evaluations from ``x0`` (3, H, W); ``last``: the final level, where
+        ``config.target_loss`` may stop it early."""
         cfg = self.config
-        steps = steps or cfg.steps
         bf16 = resolve_precision(cfg.precision, "cpu") == "bf16"  # once per process; warns if emulated
         enc = self.encoder.to(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -38,18 +38,19 @@ def _once(load: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
-def detector_task(source: str | None = None) -> Callable[[np.ndarray], TaskResult]:
-    """The ``detect`` task for ``source``: None for the default shipped detector
+def detector_task(source: str | None = None, description: str | None = None) -> Callable[[np.ndarray], TaskResult]:
+    """A detection task for ``source``: None for the default shipped detector
     (:data:`~convsight.detection.defaults.DEFAULT_ARCH`, trained on synthetic shapes), or what
     ``convsight detect predict --arch/--weights`` takes (``yolo``, ``tv:fasterrcnn_resnet50_fpn_v2``,
-    a detector file: ``convsight serve --detector``). The task's ``.load()`` loads it (once)."""
+    a detector file: ``convsight serve --detector``). description: the answer's ``model`` (default
+    ``"ARCH (SOURCE)"``). The task's ``.load()`` loads it (once)."""
 
     @_once
     def load():  # type: ignore[no-untyped-def]
         from convsight.detection.inference import load_for_inference
 
-        model, names, path = load_for_inference(source, "cpu")
-        return model, names, "shipped" if source is None else str(source)
+        model, names, _ = load_for_inference(source, "cpu")
+        return model, names, description or f"{model.arch} ({'shipped' if source is None else source})"
 
     def detect(image: np.ndarray) -> TaskResult:
         from convsight.detection import engine
@@ -61,37 +62,16 @@ def detector_task(source: str | None = None) -> Callable[[np.ndarray], TaskResul
         drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
         objects = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
                    for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
-        return TaskResult(drawn, {"model": f"{model.arch} ({label})", "objects": objects})
+        return TaskResult(drawn, {"model": label, "objects": objects})
 
     detect.load = load  # type: ignore[attr-defined]
     return detect
 
 
 detect = detector_task()
-
-
-@_once
-def _photo_detector():  # type: ignore[no-untyped-def]
-    from convsight.detection.inference import load_for_inference
-
-    model, names, _ = load_for_inference("imagenet_sliding", "cpu")
-    return model, names
-
-
-def objects(image: np.ndarray) -> TaskResult:
-    """Real objects in a photo: the ImageNet classifier that ships (MobileNetV2) slid over the image as
-    a convolution (``imagenet_sliding``, the photo detector that finds most of the shipped photos'
-    objects, see the README); ImageNet's 1000 class names."""
-    from convsight.detection import engine
-    from convsight.detection.defaults import display_threshold
-    from convsight.viz import draw_boxes
-
-    model, names = _photo_detector()
-    det = engine.predict(model, [image], score_threshold=display_threshold(model.arch))[0]
-    drawn = draw_boxes(image, det.boxes, det.labels, names, det.scores)
-    found = [{"class": names[int(lab)], "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box]}
-             for box, s, lab in zip(det.boxes, det.scores, det.labels, strict=True)]
-    return TaskResult(drawn, {"model": "imagenet-sliding (MobileNetV2 ImageNet classifier, shipped)", "objects": found})
+# Real objects in a photo: the ImageNet classifier that ships (MobileNetV2) slid over the image as a
+# convolution (the photo detector that finds most of the shipped photos' objects, see the README).
+objects = detector_task("imagenet_sliding", "imagenet-sliding (MobileNetV2 ImageNet classifier, shipped)")
 
 
 @_once
