@@ -7,6 +7,7 @@
 threshold on a grid of 0.05, the precision, recall and F1 of the detections above it on ``--n`` fresh
 scenes (a detection is right when it has the class of a ground-truth box it overlaps at IoU >= 0.5,
 each box matched once, best scores first), and the threshold of best F1: the value to put there.
+Localization, which answers one box per image, is scored on single-object scenes of the same seed.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torchvision.ops import box_iou
 
 from convsight.detection import engine
-from convsight.detection.files import shipped_detector
+from convsight.detection.files import shipped_detector, shipped_detectors
 from convsight.detection.serialize import load_detector
 from convsight.io.images import load_image
 from convsight.io.synth_writer import write_synthetic
@@ -52,11 +54,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--size", type=int, default=256)
     args = ap.parse_args()
-    files = args.files or [shipped_detector(a) for a in ("yolo", "ssd", "faster_rcnn")]
+    files = args.files or [p for a in shipped_detectors() if (p := shipped_detector(a)) is not None]
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        data = write_synthetic(Path(tmp), args.n, SynthConfig(image_size=(args.size, args.size)), seed=args.seed)
+        cfg = SynthConfig(image_size=(args.size, args.size))
+        scenes = {single: write_synthetic(Path(tmp) / str(single), args.n, replace(cfg, single_object=single), seed=args.seed)
+                  for single in (False, True)}
         for path in files:
             model, _ = load_detector(path)
+            data = scenes[model.arch == "localization"]
             dets = engine.predict(model, [load_image(im.path) for im in data.images], score_threshold=0.05)
             scores, right, total = [], [], 0
             for d, im in zip(dets, data.images, strict=True):
@@ -66,7 +71,8 @@ def main() -> int:
                 total += n
             s, r = torch.cat(scores), torch.cat(right)
             best = (0.0, 0.0)
-            print(f"{path} ({model.arch}), {args.n} scenes at {args.size} px, seed {args.seed}: threshold precision recall F1")
+            what = "single-object scenes" if model.arch == "localization" else "scenes"
+            print(f"{path} ({model.arch}), {args.n} {what} at {args.size} px, seed {args.seed}: threshold precision recall F1")
             for t in GRID:
                 keep = s >= t
                 tp = int(r[keep].sum())

@@ -32,9 +32,12 @@ def main() -> None:
     meta = read_detector_metadata(args.source)
     state, _ = read_weights(args.source)
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    # The shipped file must not point at a local backbone file: its weights are all in the file.
+    # The shipped file must not point at local files: its weights are all in it (no backbone file), and
+    # R-CNN / Fast R-CNN keep selective-search boxes in memory unless a user names a cache folder.
     cfg = json.loads(meta["config"])
     cfg["backbone_weights"] = None
+    if "proposal_cache" in cfg:
+        cfg["proposal_cache"] = None
     meta = {**meta, "config": json.dumps(cfg), "reproduce": json.dumps(args.command),
             "result": args.result, "dtype": "float16"}
     dest = ASSETS / f"{meta['arch']}.safetensors"

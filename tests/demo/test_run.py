@@ -35,11 +35,14 @@ def test_demo_cli_writes_report(cli, tmp_path):
     for png in ("scenes.png", "detections.png", "pr_curves.png", "pretrain/loss_curve.png"):
         assert (out / png).stat().st_size > 0
     rows = json.loads((out / "detection.json").read_text())
-    shipped = {r["detector"]: r["mAP@0.5"] for r in rows if "baseline" not in r["detector"]}
+    shipped = {r["detector"]: (r["mAP@0.5"], r["scenes"]) for r in rows if "baseline" not in r["detector"]}
     baseline = {r["scenes"]: r["mAP@0.5"] for r in rows if "baseline" in r["detector"]}
-    assert {"YOLO", "SSD", "Faster R-CNN"} <= set(shipped) and min(shipped.values()) > 0.5
+    # the whole lineage ships and is shown (issue 18), the modern three well above chance
+    assert set(shipped) == {"Localization", "Sliding window", "R-CNN", "Fast R-CNN", "Faster R-CNN", "YOLO", "SSD"}
+    assert min(shipped[k][0] for k in ("YOLO", "SSD", "Faster R-CNN")) > 0.5
     # every shipped method beats the box-per-class prior on the same scenes (issue 18's baseline)
-    assert set(baseline) == {"multi-object", "single-object"} and min(shipped.values()) > baseline["multi-object"]
+    assert set(baseline) == {"multi-object", "single-object"}
+    assert all(m > baseline[scenes] for m, scenes in shipped.values()), (shipped, baseline)
     assert (out / "lineage.png").stat().st_size > 0
     faces = json.loads((out / "faces.json").read_text())
     # each altered portrait is recognised as its original, within the threshold

@@ -10,7 +10,8 @@ def test_the_default_and_every_drawn_threshold_name_a_shipped_detector() -> None
 
 def test_a_detector_of_another_architecture_is_drawn_at_the_fallback() -> None:
     assert display_threshold("ssd") == DISPLAY_THRESHOLD["ssd"]
-    assert display_threshold("rcnn") == OTHER_THRESHOLD
+    assert display_threshold("rcnn") == DISPLAY_THRESHOLD["rcnn"]  # the whole lineage ships (issue 18)
+    assert display_threshold("toy") == OTHER_THRESHOLD
 
 
 def test_help_text_names_each_threshold_in_cli_spelling() -> None:

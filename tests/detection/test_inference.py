@@ -95,8 +95,9 @@ def test_load_for_inference_takes_a_file_an_arch_an_alias_or_nothing(tmp_path) -
     assert (model.arch, names, path) == ("toy", ("a", "b"), mine)
     with pytest.raises(WeightsError, match="holds a 'toy' detector, not 'ssd'"):
         load_for_inference(mine, "cpu", arch="ssd")
-    with pytest.raises(ConfigError, match="no shipped weights for 'rcnn'.*shipped: faster_rcnn, ssd, yolo"):
-        load_for_inference("rcnn", "cpu")
+    shipped = "fast_rcnn, faster_rcnn, localization, rcnn, sliding_window, ssd, yolo"  # every lineage method
+    with pytest.raises(ConfigError, match=f"no shipped weights for 'toy'.*shipped: {shipped}"):
+        load_for_inference("toy", "cpu")  # registered (by the tests), nothing ships for it
     with pytest.raises(ConfigError, match="no shipped weights for 'nope'"):  # a name, not a missing file
         load_for_inference("nope", "cpu")
     with pytest.raises(WeightsError):

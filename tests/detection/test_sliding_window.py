@@ -95,6 +95,32 @@ def test_sample_training_crops_balance() -> None:
     assert (labels[1:] == 1).sum() == 2 and (labels[1:] == 3).sum() == 6
 
 
+def test_hard_negatives_are_the_highest_scoring_background_windows() -> None:
+    cfg = SlidingWindowConfig(crops_per_image=8, positive_fraction=0.25, hard_negatives=0.5)
+    windows = conv_windows((64, 64), 16, (1, 1))  # 13 x 13 windows at stride 4
+    t = Target(torch.tensor([[0.0, 0, 16, 16]]), torch.tensor([1]))
+    objectness = torch.zeros(len(windows))
+    far = torch.tensor([100, 120, 168])  # background windows (far from the gt) the classifier likes
+    objectness[far] = torch.tensor([0.9, 0.8, 0.7])
+    objectness[0] = 1.0  # the gt's own window: a positive, never a negative
+    torch.manual_seed(0)
+    boxes, labels = sample_training_crops(windows, t, 3, cfg, objectness)
+    negatives = boxes[1:][labels[1:] == 3]
+    assert len(negatives) == 6  # 8 crops, 2 positives; 3 of the 6 negatives hard, 3 random
+    assert torch.equal(negatives[:3], windows[far])
+    assert len({tuple(b) for b in negatives.tolist()}) == 6  # the random ones never repeat a hard one
+    _, labels_r = sample_training_crops(windows, t, 3, SlidingWindowConfig(crops_per_image=8), objectness)
+    assert (labels_r[1:] == 3).sum() == 6  # hard_negatives=0 (the default): all random, as before
+
+
+def test_training_with_hard_negatives_reduces_loss(batch: tuple[torch.Tensor, list[Target]]) -> None:
+    images, targets = batch
+    model = _model(image_size=SIZE, window_shapes=((1, 1), (2, 2), (1, 2), (2, 1)), hard_negatives=0.5)
+    history = [h["loss"] for h in adam_steps(model, images, targets, steps=40, lr=3e-3)]
+    assert model.training  # the no-grad scoring pass puts the net back in training mode
+    assert sum(history[-5:]) / 5 < 0.5 * history[0], history
+
+
 def test_bad_config() -> None:
     with pytest.raises(ConfigError):
         SlidingWindowConfig(mode="dense")
@@ -104,6 +130,8 @@ def test_bad_config() -> None:
         SlidingWindowConfig(backbone="tiny")
     with pytest.raises(ConfigError):
         SlidingWindowConfig(image_size=(16, 16))
+    with pytest.raises(ConfigError):
+        SlidingWindowConfig(hard_negatives=1.5)
 
 
 def test_conv_and_naive_detect_the_same(batch: tuple[torch.Tensor, list[Target]]) -> None:

@@ -9,9 +9,12 @@ DEFAULT_ARCH = "ssd"
 
 # What predict draws by default. Models keep a low score threshold (0.05) because mAP integrates over
 # all scores, but a picture with every 6% guess on it is unreadable. These are the scores of best F1
-# (IoU 0.5) of the shipped files on 300 fresh 256-px scenes (seed 4242, no training run used them), on a
-# grid of 0.05: `python scripts/display_thresholds.py` (the multi-scale files: F1 0.881 / 0.883 / 0.900).
-DISPLAY_THRESHOLD = {"yolo": 0.25, "ssd": 0.45, "faster_rcnn": 0.65}
+# (IoU 0.5) of the shipped files on 300 fresh 256-px scenes (seed 4242, no training run used them;
+# localization on 300 single-object ones), on a grid of 0.05: `python scripts/display_thresholds.py`
+# (F1: yolo 0.881, ssd 0.883, faster_rcnn 0.900; localization 0.965, sliding_window 0.481, rcnn 0.760,
+# fast_rcnn 0.780).
+DISPLAY_THRESHOLD = {"yolo": 0.25, "ssd": 0.45, "faster_rcnn": 0.65,
+                     "localization": 0.5, "sliding_window": 0.4, "rcnn": 0.85, "fast_rcnn": 0.75}
 OTHER_THRESHOLD = 0.5  # a detector file of another architecture
 
 # Detectors whose weights come from another package, drawn at a score that means the same for any

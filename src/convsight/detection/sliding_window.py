@@ -22,7 +22,12 @@ shrinking the crop (``F.interpolate(mode="area")``). Non-integer scales or padde
 
 Training uses crops, as the classifier was meant to be trained: windows of the same set labelled by
 IoU with the gt (``>= fg_iou``: the gt's class, ``< bg_iou``: background, in between: unused), a
-balanced sample per image, plus each gt box itself as a positive crop.
+balanced sample per image, plus each gt box itself as a positive crop. Hard negatives (Dalal and
+Triggs 2005; R-CNN's SVMs): a share ``hard_negatives`` of the background sample is the windows the
+current classifier likes most (one no-grad convolutional pass over the image scores all of them),
+the rest drawn at random. Random negatives alone are mostly easy (flat background): trained on them,
+the classifier scored dozens of background windows per scene above 0.5 (62 on average on 40
+validation scenes, against a median 0.70 for the best window on an object) and mAP@0.5 stopped at 0.27.
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ class SlidingWindowConfig(DetectorConfig):
     """input_size: side S of the classifier's square input (a multiple of 4, >= 16); window_shapes:
     ``(ky, kx)`` whole-number multiples of S per window shape (``(1, 2)`` = S high, 2S wide); mode:
     inference form; fg_iou / bg_iou: window labelling for training; crops_per_image /
-    positive_fraction: the balanced training sample; batch_size: crops per classifier call (naive).
+    positive_fraction: the balanced training sample; hard_negatives: share of its background crops
+    that are the highest-scoring background windows (0: all random); batch_size: crops per
+    classifier call (naive).
 
     backbone: only ``"patchnet"`` (valid convolutions; see the module doc) with random weights."""
 
@@ -70,6 +77,7 @@ class SlidingWindowConfig(DetectorConfig):
     bg_iou: float = 0.3
     crops_per_image: int = 32
     positive_fraction: float = 0.25
+    hard_negatives: float = 0.0
     batch_size: int = 256
 
     def validate(self) -> None:
@@ -89,6 +97,8 @@ class SlidingWindowConfig(DetectorConfig):
             raise self.error(f"need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
         if self.crops_per_image < 1 or not 0.0 <= self.positive_fraction <= 1.0 or self.batch_size < 1:
             raise self.error("crops_per_image and batch_size must be >= 1, positive_fraction in [0, 1]")
+        if not 0.0 <= self.hard_negatives <= 1.0:
+            raise self.error(f"hard_negatives is a share in [0, 1], got {self.hard_negatives}")
 
 
 class PatchNet(nn.Module):
@@ -198,14 +208,23 @@ def label_windows(windows: Tensor, target: Target, num_classes: int, fg_iou: flo
 
 
 def sample_training_crops(
-    windows: Tensor, target: Target, num_classes: int, config: SlidingWindowConfig
+    windows: Tensor, target: Target, num_classes: int, config: SlidingWindowConfig,
+    objectness: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """A balanced sample for one image: ``boxes (M, 4)`` (gt boxes first, then sampled windows) and
-    ``labels (M,)``. Windows labelled -1 are never drawn."""
+    ``labels (M,)``. Windows labelled -1 are never drawn. ``objectness (N,)``: the current classifier's
+    ``1 - p(background)`` per window; with it, ``config.hard_negatives`` of the background crops are
+    the highest-scoring background windows instead of random ones."""
     labels = label_windows(windows, target, num_classes, config.fg_iou, config.bg_iou)
     # sample_fg_bg's convention: >= 0 foreground, -1 background, -2 ignored.
     code = torch.where(labels == num_classes, -1, torch.where(labels < 0, -2, labels))
     pos, neg = sample_fg_bg(code, config.crops_per_image, config.positive_fraction)
+    n_hard = round(len(neg) * config.hard_negatives) if objectness is not None else 0
+    if n_hard:
+        background = torch.nonzero(code == -1).flatten()
+        hard = background[objectness[background].topk(n_hard).indices]
+        rest = neg[~torch.isin(neg, hard)][: len(neg) - n_hard]  # still random, never a hard one twice
+        neg = torch.cat([hard, rest])
     idx = torch.cat([pos, neg])
     gt = target.boxes.float().to(windows.device)
     return torch.cat([gt, windows[idx]]), torch.cat([target.labels.to(windows.device), labels[idx]])
@@ -229,6 +248,23 @@ class SlidingWindowDetector(Detector):
         """``(3, H, W)`` -> windows ``(N, 4)``, softmax scores ``(N, C+1)`` in the configured form."""
         return (conv_scores if self.config.mode == "conv" else naive_scores)(self, image)
 
+    @torch.no_grad()
+    def _objectness(self, images: Tensor) -> Tensor:
+        """``images (B, 3, H, W)`` -> ``(B, N)``: ``1 - p(background)`` of every window (the order of
+        :func:`conv_windows` over the shapes, as :func:`conv_scores` gives them), as the classifier
+        stands now: the convolutional form on the whole batch at once, one pass per window shape,
+        BatchNorm in eval mode (the statistics inference uses)."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            out = []
+            for ky, kx in _shapes(self, images[0]):
+                dense = self.net(F.avg_pool2d(images, kernel_size=(ky, kx)))  # (B, C+1, ny, nx)
+                out.append(dense.float().softmax(1)[:, self.num_classes].flatten(1))  # (B, ny*nx) row-major
+        finally:
+            self.net.train(was_training)
+        return 1.0 - torch.cat(out, 1)
+
     def forward(self, images: Tensor, targets: list[Target] | None = None,
                 postprocess: PostprocessConfig | None = None) -> DetectorOutput:
         self.check_inputs(images, targets)
@@ -239,8 +275,10 @@ class SlidingWindowDetector(Detector):
             windows = torch.cat([conv_windows(self.image_size, s, k) for k in _shapes(self, images[0])])
             windows = windows.to(images.device)  # (N, 4): the inference window set, sampled per image
             rois, labels = [], []
+            objectness = self._objectness(images) if self.config.hard_negatives > 0 else None  # (B, N)
             for i, t in enumerate(targets):
-                boxes, lab = sample_training_crops(windows, t, self.num_classes, self.config)
+                boxes, lab = sample_training_crops(windows, t, self.num_classes, self.config,
+                                                   None if objectness is None else objectness[i])
                 rois.append(torch.cat([boxes.new_full((len(boxes), 1), i), boxes], 1))  # (M, 5) batch index + box
                 labels.append(lab)
             # Crop + resize of arbitrary boxes (gt boxes are off the window grid): roi_align with
