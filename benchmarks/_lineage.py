@@ -54,7 +54,6 @@ RECIPES: dict[str, str] = {
     "fast_rcnn": f"convsight detect train --arch fast-rcnn {_SCENES} {_BACKBONE} {_PROPOSALS} --lr 2e-3 --epochs 10 "
                  "--set feature_level=8 --out {root}/train/fast_rcnn",
 }
-TRAINED = tuple(RECIPES)
 
 
 def commands(root: str | Path = "runs") -> list[str]:
@@ -64,8 +63,8 @@ def commands(root: str | Path = "runs") -> list[str]:
 
 def _run(command: str, log: Path, threads: int | None = None) -> float:
     """Run one ``convsight ...`` command (this interpreter's package), its output appended to ``log``
-    (``log.ARCH`` files for the lanes, so two runs never interleave); returns its wall time in seconds.
-    A failure stops the benchmark with the log's tail."""
+    (one file per --train task, so two tasks never interleave), with ``threads`` torch threads when
+    given; returns its wall time in seconds. A failure stops the benchmark with the log's tail."""
     argv = [sys.executable, "-m", "convsight", *shlex.split(command)[1:]]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     t0 = time.perf_counter()
@@ -110,8 +109,8 @@ def fill_proposals(data: Path, folder: Path, size: int = 256, workers: int = 2) 
 
 
 # --train's tasks, by name: what each needs done first. Two workers (one core each) take the first task
-# whose needs are met, in this order: the slow selective search starts at once, and R-CNN (the longest
-# training) as soon as it can.
+# whose needs are met, in this order: the slow selective search starts at once, then the two longest
+# trainings (sliding window, R-CNN: 19.7 and 13.1 min in the README run) before the shorter ones.
 TASKS: dict[str, tuple[str, ...]] = {
     "data_scenes": (), "data_other": (), "proposals": ("data_scenes",), "pretrain": ("data_other",),
     "sliding_window": ("data_scenes",), "rcnn": ("proposals", "pretrain"),
@@ -154,12 +153,12 @@ class _Scheduler:
             self.log(f"training {task}: {command}")
             return _run(command, root / f"train.{task}.log", threads=1)
         seconds = 0.0
-        for command in DATA[task]:  # data and pretraining: kept when a previous run made them
-            target = Path(shlex.split(command.format(root=root))[3])
+        for command in (c.format(root=root) for c in DATA[task]):  # kept when a previous run made them
+            target = Path(shlex.split(command)[3])
             done = (target / "backbone.safetensors").is_file() if task == "pretrain" else target.is_dir()
             if not done:
-                self.log(f"running: {command.format(root=root)}")
-                seconds += _run(command.format(root=root), root / f"train.{task}.log", threads=1)
+                self.log(f"running: {command}")
+                seconds += _run(command, root / f"train.{task}.log", threads=1)
         return seconds
 
     def worker(self) -> None:

@@ -28,6 +28,16 @@ ARCHS = ("yolo", "ssd", "faster_rcnn")
 # floor of 0.90"); the seed is fixed, so the score is deterministic. Do not lower it to make a file pass.
 TARGET = 0.90
 
+# Localization, sliding window, R-CNN and Fast R-CNN ship too (benchmarks/_lineage.py's recipes, the files
+# of the README table's --train run). Each is held to its target on fresh scenes of this test's seed:
+# localization on single-object scenes (mean IoU >= 0.7 and class accuracy >= 0.9), R-CNN and Fast R-CNN
+# mAP@0.5 >= 0.70. The sliding window's target, 0.50, is NOT met (0.481 on this set, 0.396 on the
+# benchmark's 100 scenes): its floor is a guard against breakage at the level it has, not the target.
+# On this set the shipped files score: R-CNN 0.789, Fast R-CNN 0.771, sliding window 0.481;
+# localization mean IoU 0.808, accuracy 1.00 (60 single-object scenes).
+LINEAGE_FLOORS = {"sliding_window": 0.45, "rcnn": 0.70, "fast_rcnn": 0.70}
+LOCALIZATION_FLOORS = {"mean_iou": 0.70, "accuracy": 0.90}
+
 
 @pytest.fixture(scope="module")
 def fresh_val(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
@@ -37,14 +47,19 @@ def fresh_val(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 @pytest.fixture(scope="module")
 def scores(fresh_val) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """mAP@0.5 on the fresh set of every shipped multi-object detector (R-CNN and Fast R-CNN share one
+    selective search per image)."""
+    cache = ProposalCache()
     out = {}
     with torch.no_grad():
-        for arch in ARCHS:
+        for arch in (*ARCHS, *LINEAGE_FLOORS):
             path = shipped_detector(arch)
             assert path is not None, f"no shipped {arch} file"
             model, names = load_detector(path)
             assert tuple(names) == tuple(fresh_val.class_names)
-            out[arch] = engine.evaluate(model, fresh_val, batch_size=8).metrics.map50
+            if hasattr(model, "proposer"):
+                model.proposer = cache
+            out[arch] = engine.evaluate(model, fresh_val, batch_size=8, loss=False).metrics.map50
     return out
 
 
@@ -54,7 +69,7 @@ def test_the_seven_lineage_detectors_ship_small() -> None:
     assert total < 30e6
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", [*ARCHS, "localization", *LINEAGE_FLOORS])
 def test_shipped_file_records_how_to_reproduce_it(arch: str) -> None:
     meta = read_detector_metadata(shipped_detector(arch))  # type: ignore[arg-type]
     assert meta["arch"] == arch and "convsight detect train" in meta["reproduce"]
@@ -100,34 +115,11 @@ def test_shipped_detector_holds_at_448_px(arch: str, scores_448: dict[str, float
 
 
 # ---- the rest of the lineage (issue 18) ---------------------------------------------------------------
-# Localization, sliding window, R-CNN and Fast R-CNN ship too (benchmarks/_lineage.py's recipes, the files
-# of the README table's --train run). Each is held to its target on fresh scenes of this test's seed:
-# localization on single-object scenes (mean IoU >= 0.7 and class accuracy >= 0.9), R-CNN and Fast R-CNN
-# mAP@0.5 >= 0.70. The sliding window's target, 0.50, is NOT met (0.481 on this set, 0.396 on the
-# benchmark's 100 scenes): its floor is a guard against breakage at the level it has, not the target.
-# R-CNN and Fast R-CNN share one selective search per image. On this set the shipped files score: R-CNN
-# 0.789, Fast R-CNN 0.771, sliding window 0.481; localization mean IoU 0.808, accuracy 1.00 (60 scenes).
-LINEAGE_FLOORS = {"sliding_window": 0.45, "rcnn": 0.70, "fast_rcnn": 0.70}
-LOCALIZATION_FLOORS = {"mean_iou": 0.70, "accuracy": 0.90}
-
-
-@pytest.fixture(scope="module")
-def lineage_scores(fresh_val) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    cache = ProposalCache()
-    out = {}
-    with torch.no_grad():
-        for arch in LINEAGE_FLOORS:
-            model, names = load_detector(shipped_detector(arch))  # type: ignore[arg-type]
-            assert tuple(names) == tuple(fresh_val.class_names)
-            if hasattr(model, "proposer"):
-                model.proposer = cache
-            out[arch] = engine.evaluate(model, fresh_val, batch_size=8, loss=False).metrics.map50
-    return out
 
 
 @pytest.mark.parametrize("arch", sorted(LINEAGE_FLOORS))
-def test_shipped_lineage_detector_meets_its_target(arch: str, lineage_scores: dict[str, float]) -> None:
-    assert lineage_scores[arch] >= LINEAGE_FLOORS[arch], f"{arch}: mAP@0.5 {lineage_scores[arch]:.3f}"
+def test_shipped_lineage_detector_meets_its_target(arch: str, scores: dict[str, float]) -> None:
+    assert scores[arch] >= LINEAGE_FLOORS[arch], f"{arch}: mAP@0.5 {scores[arch]:.3f}"
 
 
 def test_shipped_localization_meets_its_targets_on_single_object_scenes(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -138,11 +130,3 @@ def test_shipped_localization_meets_its_targets_on_single_object_scenes(tmp_path
         ev = engine.evaluate(model, data, batch_size=8, loss=False)
     m = localization_metrics(ev.detections, [Target(a.boxes, a.labels) for a in data.images])
     assert m.mean_iou >= LOCALIZATION_FLOORS["mean_iou"] and m.accuracy >= LOCALIZATION_FLOORS["accuracy"], m
-
-
-@pytest.mark.parametrize("arch", ["localization", *LINEAGE_FLOORS])
-def test_shipped_lineage_file_records_its_recipe(arch: str) -> None:
-    meta = read_detector_metadata(shipped_detector(arch))  # type: ignore[arg-type]
-    assert meta["arch"] == arch and "convsight detect train" in meta["reproduce"]
-    config = json.loads(meta["config"])  # no path of the machine that trained it
-    assert config["backbone_weights"] is None and config.get("proposal_cache") is None

@@ -177,16 +177,25 @@ def naive_scores(model: SlidingWindowDetector, image: Tensor, logits: bool = Fal
     return torch.cat(windows).to(image.device), z if logits else z.softmax(1)
 
 
+def dense_logits(model: SlidingWindowDetector, images: Tensor) -> list[Tensor]:
+    """The convolutional form: one dense pass per window shape over the batch shrunk by ``(ky, kx)``.
+    ``images (B, 3, H, W)`` -> per shape ``(B, ny*nx, C+1)`` logits, row-major like
+    :func:`conv_windows` (one score vector per window)."""
+    out = []
+    for ky, kx in _shapes(model, images[0]):
+        dense = model.net(F.avg_pool2d(images, kernel_size=(ky, kx)))  # (B, C+1, ny, nx)
+        out.append(dense.flatten(2).transpose(1, 2))  # (B, ny*nx, C+1)
+    return out
+
+
 def conv_scores(model: SlidingWindowDetector, image: Tensor, logits: bool = False) -> tuple[Tensor, Tensor]:
     """One dense pass per window shape over the image shrunk by ``(ky, kx)``: ``image (3, H, W)`` ->
     the same ``windows (N, 4)`` in the same order as :func:`naive_scores` and ``scores (N, C+1)``."""
     s = model.config.input_size
     windows, out = [], []
-    for ky, kx in _shapes(model, image):
-        small = F.avg_pool2d(image[None], kernel_size=(ky, kx))  # (1, 3, H//ky, W//kx)
-        dense = model.net(small)[0]  # (C+1, ny, nx): one score vector per window
-        out.append(dense.flatten(1).t())  # (ny*nx, C+1), row-major like the windows
-        windows.append(conv_windows(image.shape[-2:], s, (ky, kx)))
+    for shape, dense in zip(_shapes(model, image), dense_logits(model, image[None]), strict=True):
+        out.append(dense[0])  # (ny*nx, C+1)
+        windows.append(conv_windows(image.shape[-2:], s, shape))
         assert out[-1].shape[0] == windows[-1].shape[0], "dense map and window grid disagree"
     z = torch.cat(out)
     return torch.cat(windows).to(image.device), z if logits else z.softmax(1)
@@ -257,13 +266,10 @@ class SlidingWindowDetector(Detector):
         was_training = self.net.training
         self.net.eval()
         try:
-            out = []
-            for ky, kx in _shapes(self, images[0]):
-                dense = self.net(F.avg_pool2d(images, kernel_size=(ky, kx)))  # (B, C+1, ny, nx)
-                out.append(dense.float().softmax(1)[:, self.num_classes].flatten(1))  # (B, ny*nx) row-major
+            z = torch.cat(dense_logits(self, images), 1)  # (B, N, C+1)
         finally:
             self.net.train(was_training)
-        return 1.0 - torch.cat(out, 1)
+        return 1.0 - z.float().softmax(-1)[..., self.num_classes]
 
     def forward(self, images: Tensor, targets: list[Target] | None = None,
                 postprocess: PostprocessConfig | None = None) -> DetectorOutput:
